@@ -1,0 +1,1 @@
+"""Pydantic v2 models for everything that crosses the HTTP boundary."""
