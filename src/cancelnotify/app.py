@@ -1,0 +1,93 @@
+"""The application factory: lifespan-owned state, routers and problem+json handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cancelnotify import __version__
+from cancelnotify.api import health, notifications, webhooks
+from cancelnotify.clock import Clock, utcnow
+from cancelnotify.db import create_engine, create_sessionmaker
+from cancelnotify.dispatcher import Dispatcher
+from cancelnotify.errors import install_handlers
+from cancelnotify.mail.render import Renderer
+from cancelnotify.mail.sink import RecordingHandler
+from cancelnotify.mail.transport import Mailer
+from cancelnotify.settings import Settings
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the caller's X-Request-ID if sane) and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock = utcnow, mailbox: RecordingHandler | None = None
+) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        renderer = Renderer(settings)
+        mailer = Mailer(settings)
+        dispatcher = Dispatcher(settings, sessionmaker, renderer, mailer, clock=clock)
+        app.state.settings = settings
+        app.state.clock = clock
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.renderer = renderer
+        app.state.mailer = mailer
+        app.state.dispatcher = dispatcher
+        app.state.mailbox = mailbox
+        if settings.dispatcher_enabled:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+            await mailer.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="cancelnotify",
+        version=__version__,
+        summary="Order-cancellation emails: webhook in, email out, at once.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_handlers(app)
+    app.include_router(webhooks.router)
+    app.include_router(notifications.router)
+    app.include_router(health.router)
+    if mailbox is not None:
+        from cancelnotify.api import devmail
+
+        app.include_router(devmail.router)
+    return app

@@ -1,0 +1,1 @@
+"""Email: rendering, MIME building, SMTP transport and the dev sink."""

@@ -1,0 +1,289 @@
+"""The SQL: ingest inserts, the outbox claim with SKIP LOCKED and leases, and lookups."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from cancelnotify.models import ApiKey, Cancellation, DeliveryAttempt, Notification
+from cancelnotify.states import DUE, Status
+
+_cancellations = cast(Table, Cancellation.__table__)
+_notifications = cast(Table, Notification.__table__)
+_attempts = cast(Table, DeliveryAttempt.__table__)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+async def insert_cancellation(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """Insert unless (source, event_id) or (source, webhook_id) exists; None means duplicate."""
+    stmt = (
+        _insert(session, _cancellations)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(_cancellations.c.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_notification(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """Insert unless the business key (dedupe_key) exists; None means already notified."""
+    stmt = (
+        _insert(session, _notifications)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(_notifications.c.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_cancellation_id(
+    session: AsyncSession, source: str, event_id: str, webhook_id: str | None
+) -> uuid.UUID | None:
+    match = _cancellations.c.event_id == event_id
+    if webhook_id is not None:
+        match = or_(match, _cancellations.c.webhook_id == webhook_id)
+    stmt = select(_cancellations.c.id).where(_cancellations.c.source == source, match).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_notification_by_key(
+    session: AsyncSession, dedupe_key: str
+) -> tuple[uuid.UUID, str] | None:
+    stmt = select(_notifications.c.id, _notifications.c.status).where(
+        _notifications.c.dedupe_key == dedupe_key
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A notification this worker now owns until `locked_until`."""
+
+    id: uuid.UUID
+    cancellation_id: uuid.UUID
+    kind: str
+    recipient: str
+    locale: str | None
+    message_id: str
+    attempt: int
+    send_by: datetime
+    rescued: bool
+    payload: dict[str, Any] | None
+    reference: str
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(
+            _notifications.c.status.in_([s.value for s in DUE]),
+            _notifications.c.next_attempt_at <= now,
+        ),
+        # A lease that ran out belongs to a replica that died or hung: rescue it.
+        and_(_notifications.c.status == Status.sending, _notifications.c.locked_until < now),
+    )
+
+
+async def claim_due(
+    session: AsyncSession, *, worker: str, now: datetime, lease: float, limit: int
+) -> list[Claim]:
+    """Take up to `limit` due notifications: FOR UPDATE SKIP LOCKED on PostgreSQL.
+
+    On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE), which is the
+    single-writer equivalent.
+    """
+    candidates = (
+        select(_notifications.c.id, _notifications.c.status)
+        .where(_due(now))
+        .order_by(_notifications.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    locked = (await session.execute(candidates)).all()
+    if not locked:
+        return []
+    # Rows taken from `sending` had a lease that ran out: their replica died or hung.
+    rescued = {r.id for r in locked if r.status == Status.sending}
+    stmt = (
+        update(_notifications)
+        .where(_notifications.c.id.in_([r.id for r in locked]))
+        .values(
+            status=Status.sending,
+            locked_until=now + timedelta(seconds=lease),
+            locked_by=worker,
+            attempts=_notifications.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            _notifications.c.id,
+            _notifications.c.cancellation_id,
+            _notifications.c.kind,
+            _notifications.c.recipient,
+            _notifications.c.locale,
+            _notifications.c.message_id,
+            _notifications.c.attempts,
+            _notifications.c.send_by,
+        )
+    )
+    rows = (await session.execute(stmt)).all()
+    ids = {r.cancellation_id for r in rows}
+    extra = {
+        r.id: (r.payload, r.reference)
+        for r in (
+            await session.execute(
+                select(
+                    _cancellations.c.id, _cancellations.c.payload, _cancellations.c.reference
+                ).where(_cancellations.c.id.in_(ids))
+            )
+        ).all()
+    }
+    return [
+        Claim(
+            id=r.id,
+            cancellation_id=r.cancellation_id,
+            kind=r.kind,
+            recipient=r.recipient,
+            locale=r.locale,
+            message_id=r.message_id,
+            attempt=r.attempts,
+            send_by=r.send_by,
+            rescued=r.id in rescued,
+            payload=extra[r.cancellation_id][0],
+            reference=extra[r.cancellation_id][1],
+        )
+        for r in rows
+    ]
+
+
+async def extend_lease(
+    session: AsyncSession, notification_id: uuid.UUID, *, worker: str, until: datetime
+) -> bool:
+    """Keep a live send's claim; False means the lease was lost to another replica."""
+    stmt = (
+        update(_notifications)
+        .where(
+            _notifications.c.id == notification_id,
+            _notifications.c.locked_by == worker,
+            _notifications.c.status == Status.sending,
+        )
+        .values(locked_until=until)
+    )
+    result = await session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_attempt(
+    session: AsyncSession,
+    *,
+    claim: Claim,
+    worker: str,
+    started_at: datetime,
+    duration_ms: int,
+    outcome: str,
+    smtp_code: int | None,
+    smtp_text: str | None,
+    status: Status,
+    next_attempt_at: datetime | None,
+    failure_reason: str | None,
+    subject: str | None,
+    body_text: str | None,
+    now: datetime,
+) -> bool:
+    """Write the attempt row and move the notification, fenced on still owning the lease."""
+    await session.execute(
+        _attempts.insert().values(
+            id=uuid.uuid4(),
+            notification_id=claim.id,
+            number=claim.attempt,
+            worker=worker,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            smtp_code=smtp_code,
+            smtp_text=smtp_text,
+        )
+    )
+    values: dict[str, Any] = {
+        "status": status,
+        "locked_until": None,
+        "locked_by": None,
+        "updated_at": now,
+        "last_error": None if status is Status.sent else smtp_text,
+        "failure_reason": failure_reason,
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    if status is Status.sent:
+        values["sent_at"] = now
+    if subject is not None:
+        values["subject"] = subject
+        values["body_text"] = body_text
+    result = await session.execute(
+        update(_notifications)
+        .where(
+            _notifications.c.id == claim.id,
+            _notifications.c.locked_by == worker,
+            _notifications.c.status == Status.sending,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def release(
+    session: AsyncSession, ids: list[uuid.UUID], *, worker: str, now: datetime
+) -> None:
+    """Give claimed-but-unsent rows back (graceful shutdown) so any replica can take them."""
+    if not ids:
+        return
+    await session.execute(
+        update(_notifications)
+        .where(
+            _notifications.c.id.in_(ids),
+            _notifications.c.locked_by == worker,
+            _notifications.c.status == Status.sending,
+        )
+        .values(
+            status=Status.queued,
+            locked_until=None,
+            locked_by=None,
+            attempts=_notifications.c.attempts - 1,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def get_notification(
+    session: AsyncSession, notification_id: uuid.UUID
+) -> Notification | None:
+    stmt = (
+        select(Notification)
+        .where(Notification.id == notification_id)
+        .options(selectinload(Notification.attempt_rows), selectinload(Notification.cancellation))
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    stmt = select(func.min(_notifications.c.next_attempt_at)).where(
+        _notifications.c.status.in_([s.value for s in DUE])
+    )
+    value: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
+    return value
+
+
+async def find_api_key(session: AsyncSession, key_hash: str) -> ApiKey | None:
+    stmt = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,1 @@
+"""Business operations; they flush, the request's transaction commits."""

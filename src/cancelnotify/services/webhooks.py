@@ -1,0 +1,88 @@
+"""Receiving webhooks: verify over the raw bytes, then parse and validate, then ingest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pydantic_core
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cancelnotify import signatures
+from cancelnotify.errors import (
+    BadRequest,
+    InvalidEvent,
+    NotConfigured,
+    Unauthorized,
+    UnsupportedMediaType,
+    field_errors,
+)
+from cancelnotify.schemas.event import CancellationEventV1
+from cancelnotify.services.ingest import IngestResult, ingest
+from cancelnotify.settings import Settings
+
+
+def require_json(content_type: str | None) -> None:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Parse JSON (depth-limited by the parser) into an object, or raise a 400 problem."""
+    try:
+        data = pydantic_core.from_json(body)
+    except ValueError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(
+            errors=[{"field": "body", "message": "must be a JSON object", "type": "object_type"}]
+        )
+    return data
+
+
+def validate_event(data: dict[str, Any]) -> CancellationEventV1:
+    try:
+        return CancellationEventV1.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(errors=field_errors(exc)) from None
+
+
+async def receive_canonical(
+    session: AsyncSession,
+    body: bytes,
+    *,
+    headers: dict[str, str | None],
+    settings: Settings,
+    now: datetime,
+    request_id: str | None,
+) -> IngestResult:
+    """Standard Webhooks: signature and timestamp first, before a byte of JSON is parsed."""
+    keys = settings.webhook_keys()
+    if not keys:
+        raise NotConfigured("CANCELNOTIFY_WEBHOOK_SECRET is not set; nothing can be accepted")
+    try:
+        signed = signatures.parse_headers(
+            headers.get("webhook-id"),
+            headers.get("webhook-timestamp"),
+            headers.get("webhook-signature"),
+        )
+        signatures.verify(
+            signed, body, keys, now=now.timestamp(), tolerance=settings.webhook_tolerance_seconds
+        )
+    except signatures.SignatureError as exc:
+        raise Unauthorized(str(exc)) from None
+    require_json(headers.get("content-type"))
+    data = parse_json(body)
+    event = validate_event(data)
+    return await ingest(
+        session,
+        event,
+        source="canonical",
+        webhook_id=signed.webhook_id,
+        payload=data,
+        settings=settings,
+        now=now,
+        request_id=request_id,
+    )
