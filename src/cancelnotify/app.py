@@ -19,6 +19,7 @@ from cancelnotify.errors import install_handlers
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.sink import RecordingHandler
 from cancelnotify.mail.transport import Mailer
+from cancelnotify.metrics import Metrics
 from cancelnotify.settings import Settings
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -57,7 +58,10 @@ def create_app(
         sessionmaker = create_sessionmaker(engine)
         renderer = Renderer(settings)
         mailer = Mailer(settings)
-        dispatcher = Dispatcher(settings, sessionmaker, renderer, mailer, clock=clock)
+        metrics = Metrics()
+        dispatcher = Dispatcher(
+            settings, sessionmaker, renderer, mailer, clock=clock, metrics=metrics
+        )
         app.state.settings = settings
         app.state.clock = clock
         app.state.engine = engine
@@ -66,6 +70,7 @@ def create_app(
         app.state.mailer = mailer
         app.state.dispatcher = dispatcher
         app.state.mailbox = mailbox
+        app.state.metrics = metrics
         if settings.dispatcher_enabled:
             dispatcher.start()
         try:

@@ -21,6 +21,7 @@ from cancelnotify.errors import is_retryable_db_error
 from cancelnotify.mail.message import build_message
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, SendResult
+from cancelnotify.metrics import Metrics, code_class
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
 from cancelnotify.states import Outcome, Status, Transition, after_attempt
@@ -44,12 +45,14 @@ class Dispatcher:
         mailer: Mailer,
         *,
         clock: Clock = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.renderer = renderer
         self.mailer = mailer
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.worker = settings.worker_id or default_worker_id()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -126,6 +129,8 @@ class Dispatcher:
 
     # -- one notification -----------------------------------------------------------------
     async def _deliver(self, claim: repository.Claim) -> None:
+        if claim.rescued:
+            self.metrics.lease_rescues.inc()
         started = self.clock()
         t0 = time.perf_counter()
         subject = body_text = None
@@ -164,6 +169,7 @@ class Dispatcher:
                     retry_base=self.settings.retry_base_seconds,
                     retry_max=self.settings.retry_max_seconds,
                 )
+        self._observe(result, time.perf_counter() - t0)
         await self._record(
             claim,
             started,
@@ -173,6 +179,14 @@ class Dispatcher:
             subject,
             body_text,
         )
+
+    def _observe(self, result: SendResult, seconds: float) -> None:
+        m = self.metrics
+        m.attempts.labels(result.outcome.value).inc()
+        m.smtp_replies.labels(code_class(result.code)).inc()
+        m.send_seconds.observe(seconds)
+        if result.outcome is Outcome.ambiguous:
+            m.ambiguous_sends.inc()
 
     async def _send_with_lease(self, claim: repository.Claim, data: bytes) -> SendResult:
         from email.utils import parseaddr

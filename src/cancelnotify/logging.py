@@ -8,7 +8,11 @@ import re
 import sys
 from datetime import UTC, datetime
 
-_SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
+_SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _CRLF = re.compile(r"[\r\n]+")
 
 
