@@ -251,12 +251,12 @@ def _event_id(order: WooOrder, raw: bytes) -> str:
 
 
 def _align(price: Decimal, like: Decimal) -> Decimal:
-    # `price` is a JSON number (12, not "12.00"); show it with the order's own decimals when
-    # that loses nothing.
+    # `price` is a JSON number: 12 for "12.00", 3.3333333333333335 for 10.00 / 3. Show it with
+    # the order's own decimals, rounded the way WooCommerce's wc_price() displays it.
     places = like.as_tuple().exponent
-    if isinstance(places, int) and price.as_tuple().exponent > places:  # type: ignore[operator]
-        return price.quantize(Decimal(1).scaleb(places))
-    return price
+    if not isinstance(places, int):
+        return price
+    return price.quantize(Decimal(1).scaleb(places), rounding=ROUND_HALF_UP)
 
 
 def _items(order: WooOrder) -> list[dict[str, Any]]:
