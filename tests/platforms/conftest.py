@@ -27,6 +27,16 @@ def own_fixture() -> Callable[[str], dict[str, Any]]:
 
 
 @pytest.fixture
+def own_raw() -> Callable[[str], bytes]:
+    """Load one of our fixtures as the exact bytes a platform would send."""
+
+    def load(name: str) -> bytes:
+        return (OWN_FIXTURES / name).read_bytes()
+
+    return load
+
+
+@pytest.fixture
 def shared_fixtures() -> Path:
     """The folder of real payloads and published vectors, or a clean skip when it is absent."""
     if not SHARED_FIXTURES.is_dir():
