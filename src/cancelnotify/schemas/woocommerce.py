@@ -123,8 +123,9 @@ class WooOrder(_Platform):
     total: Amount = None
     date_created_gmt: GmtDatetime = None
     date_modified_gmt: GmtDatetime = None
-    date_paid: OptStr = None
-    date_paid_gmt: OptStr = None
+    # Only whether they are set matters; v1/v2 and some plugins send other shapes than v3's string.
+    date_paid: Annotated[Any, BeforeValidator(_blank_to_none)] = None
+    date_paid_gmt: Annotated[Any, BeforeValidator(_blank_to_none)] = None
     payment_method: OptStr = None
     payment_method_title: OptStr = None
     billing: WooBilling | None = None
