@@ -1,0 +1,1 @@
+"""Shopify and WooCommerce mapping, signature and conformance tests."""
