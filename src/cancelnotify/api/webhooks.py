@@ -1,13 +1,17 @@
-"""Webhook routes: the canonical Standard Webhooks endpoint (platform routes join it here)."""
+"""Webhook routes: the canonical Standard Webhooks endpoint and the Shopify/WooCommerce ones."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
 from cancelnotify.api.deps import ClockDep, RawBodyDep, SessionDep, SettingsDep
-from cancelnotify.schemas.api import WebhookAccepted
+from cancelnotify.schemas.api import WebhookAccepted, WebhookIgnored
 from cancelnotify.schemas.problem import problem_responses
-from cancelnotify.services import webhooks
+from cancelnotify.services import platforms, webhooks
+from cancelnotify.services.ingest import IngestResult
+from cancelnotify.services.platforms import Ignored
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -38,6 +42,15 @@ async def order_cancelled(
         now=clock(),
         request_id=request.state.request_id,
     )
+    answer = _answer(result, response)
+    assert isinstance(answer, WebhookAccepted)  # noqa: S101
+    return answer
+
+
+def _answer(result: IngestResult | Ignored, response: Response) -> WebhookAccepted | WebhookIgnored:
+    if isinstance(result, Ignored):
+        response.status_code = status.HTTP_200_OK
+        return WebhookIgnored(reason=result.reason)
     if result.duplicate:
         response.status_code = status.HTTP_200_OK
     return WebhookAccepted(
@@ -46,3 +59,64 @@ async def order_cancelled(
         status=result.status,
         duplicate=result.duplicate,
     )
+
+
+_PLATFORM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": WebhookAccepted | WebhookIgnored,
+        "description": "Duplicate (same ids), or acknowledged and ignored (topic, status, ping)",
+    },
+    **problem_responses(400, 401, 413, 415, 422, 503),
+}
+
+
+@router.post(
+    "/shopify",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WebhookAccepted | WebhookIgnored,
+    summary="Receive Shopify's orders/cancelled webhook (X-Shopify-Hmac-Sha256)",
+    responses=_PLATFORM_RESPONSES,
+)
+async def shopify(
+    request: Request,
+    response: Response,
+    body: RawBodyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> WebhookAccepted | WebhookIgnored:
+    result = await platforms.receive_shopify(
+        session,
+        body,
+        headers=dict(request.headers),
+        settings=settings,
+        now=clock(),
+        request_id=request.state.request_id,
+    )
+    return _answer(result, response)
+
+
+@router.post(
+    "/woocommerce",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WebhookAccepted | WebhookIgnored,
+    summary="Receive WooCommerce's order.updated webhook (X-WC-Webhook-Signature)",
+    responses=_PLATFORM_RESPONSES,
+)
+async def woocommerce(
+    request: Request,
+    response: Response,
+    body: RawBodyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> WebhookAccepted | WebhookIgnored:
+    result = await platforms.receive_woocommerce(
+        session,
+        body,
+        headers=dict(request.headers),
+        settings=settings,
+        now=clock(),
+        request_id=request.state.request_id,
+    )
+    return _answer(result, response)

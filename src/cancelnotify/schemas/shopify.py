@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -23,8 +23,15 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from cancelnotify.schemas._platform import (
+    Amount,
+    OptStr,
+    clip,
+    decimal_str,
+    missing,
+    null_to_list,
+)
 from cancelnotify.schemas.event import CancellationEventV1, Reason, RefundMethod, Url
 
 __all__ = [
@@ -41,36 +48,6 @@ SHOPIFY_CANCELLED_TOPIC: Final = "orders/cancelled"
 # --- field types ----------------------------------------------------------------------------------
 
 
-def _blank_to_none(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
-
-
-def _null_to_list(value: object) -> object:
-    return [] if value is None else value
-
-
-def _platform_money(value: object) -> Decimal | None:
-    # Shopify sends money as decimal strings; numbers are tolerated via str() so no binary float
-    # value leaks in. More than 4 decimals (the canonical limit) is rounded half-up.
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError('must be a decimal amount such as "19.99"')
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ValueError('must be a decimal amount such as "19.99"') from exc
-    if not amount.is_finite():
-        raise ValueError("must be a finite decimal amount")
-    if amount.as_tuple().exponent < -4:  # type: ignore[operator]
-        amount = amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    return amount
-
-
-OptStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
-Amount = Annotated[Decimal | None, BeforeValidator(_platform_money)]
 IdValue = int | str  # Shopify ids exceed 2**53: parsed as exact ints, never floats
 
 
@@ -105,7 +82,7 @@ class ShopifyTransaction(_Platform):
 
 
 class ShopifyRefund(_Platform):
-    transactions: Annotated[list[ShopifyTransaction], BeforeValidator(_null_to_list)] = Field(
+    transactions: Annotated[list[ShopifyTransaction], BeforeValidator(null_to_list)] = Field(
         default_factory=list
     )
 
@@ -151,14 +128,14 @@ class ShopifyOrder(_Platform):
     total_outstanding: Amount = None
     financial_status: OptStr = None
     gateway: OptStr = None
-    payment_gateway_names: Annotated[list[str], BeforeValidator(_null_to_list)] = Field(
+    payment_gateway_names: Annotated[list[str], BeforeValidator(null_to_list)] = Field(
         default_factory=list
     )
     payment_details: ShopifyPaymentDetails | None = None
-    line_items: Annotated[list[ShopifyLineItem], BeforeValidator(_null_to_list)] = Field(
+    line_items: Annotated[list[ShopifyLineItem], BeforeValidator(null_to_list)] = Field(
         default_factory=list
     )
-    refunds: Annotated[list[ShopifyRefund], BeforeValidator(_null_to_list)] = Field(
+    refunds: Annotated[list[ShopifyRefund], BeforeValidator(null_to_list)] = Field(
         default_factory=list
     )
     order_status_url: OptStr = None
@@ -252,24 +229,6 @@ def shopify_refund_method(gateway: str | None) -> RefundMethod:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _missing(title: str, loc: tuple[str, ...], message: str) -> ValidationError:
-    return ValidationError.from_exception_data(
-        title,
-        [InitErrorDetails(type=PydanticCustomError("missing", message), loc=loc, input=None)],
-    )
-
-
-def _money(amount: Decimal) -> str:
-    return format(amount, "f")
-
-
-def _clip(value: str | None, limit: int) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value[:limit] or None
-
-
 def _locale(*candidates: str | None) -> str | None:
     for candidate in candidates:
         if candidate:
@@ -293,7 +252,7 @@ def _last4(*details: ShopifyPaymentDetails | None) -> tuple[str | None, str | No
         if detail is not None and detail.credit_card_number:
             match = _LAST4.search(detail.credit_card_number)
             if match:
-                return match.group(1), _clip(detail.credit_card_company, 40)
+                return match.group(1), clip(detail.credit_card_company, 40)
     return None, None
 
 
@@ -329,10 +288,10 @@ def _items(order: ShopifyOrder, presentment: bool) -> list[dict[str, Any]]:
             price = line.price
         items.append(
             {
-                "sku": _clip(line.sku, 100),
-                "name": _clip(line.name or line.title or line.sku, 200) or "Item",
+                "sku": clip(line.sku, 100),
+                "name": clip(line.name or line.title or line.sku, 200) or "Item",
                 "quantity": line.quantity,
-                "unit_price": _money(price) if price is not None and price >= 0 else None,
+                "unit_price": decimal_str(price) if price is not None and price >= 0 else None,
             }
         )
     return items[:200]
@@ -358,7 +317,7 @@ def _refund(order: ShopifyOrder, currency: str, total: Decimal | None) -> dict[s
         method = shopify_refund_method(largest.gateway)
         last4, brand = _last4(largest.payment_details, order.payment_details)
         return {
-            "amount": _money(sum((t.amount or Decimal(0) for t in group), Decimal(0))),
+            "amount": decimal_str(sum((t.amount or Decimal(0) for t in group), Decimal(0))),
             "currency": refund_currency,
             "method": method,
             "card_last4": last4 if method is RefundMethod.card else None,
@@ -371,7 +330,7 @@ def _refund(order: ShopifyOrder, currency: str, total: Decimal | None) -> dict[s
     if status in _NOT_CHARGED or (total is not None and total == 0):
         zero = Decimal(0).quantize(total) if total is not None else Decimal(0)
         return {
-            "amount": _money(zero),
+            "amount": decimal_str(zero),
             "currency": currency,
             "method": RefundMethod.none,
             "status": "completed",
@@ -394,7 +353,7 @@ def _refund(order: ShopifyOrder, currency: str, total: Decimal | None) -> dict[s
     method = shopify_refund_method(gateway or None)
     last4, brand = _last4(order.payment_details)
     return {
-        "amount": _money(amount),
+        "amount": decimal_str(amount),
         "currency": currency,
         "method": method,
         "card_last4": last4 if method is RefundMethod.card else None,
@@ -431,7 +390,7 @@ def shopify_to_event(
     customer = order.customer or ShopifyCustomer()
     email = order.email or order.contact_email or customer.email
     if email is None:
-        raise _missing(
+        raise missing(
             "ShopifyOrder",
             ("email",),
             "the order has no customer email (email, contact_email and customer.email are empty)",
@@ -452,17 +411,17 @@ def shopify_to_event(
             "occurred_at": order.cancelled_at or received_at,
             "order": {
                 "id": str(order.id),
-                "number": _clip(number, 100),
+                "number": clip(number, 100),
                 "placed_at": order.created_at,
                 "currency": currency.upper(),
-                "total": _money(total) if total is not None and total >= 0 else None,
+                "total": decimal_str(total) if total is not None and total >= 0 else None,
                 "items": _items(order, presentment),
                 "status_url": _url(order.order_status_url),
             },
             "customer": {
                 "email": email.strip(),
-                "first_name": _clip(names.first_name, 100),
-                "last_name": _clip(names.last_name, 100),
+                "first_name": clip(names.first_name, 100),
+                "last_name": clip(names.last_name, 100),
                 "locale": _locale(order.customer_locale, customer.locale),
                 "phone": phone.strip() if phone and len(phone.strip()) <= 40 else None,
             },

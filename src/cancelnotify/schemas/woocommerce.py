@@ -12,12 +12,21 @@ import hashlib
 import html
 import re
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from cancelnotify.schemas._platform import (
+    Amount,
+    OptStr,
+    blank_to_none,
+    clip,
+    decimal_str,
+    missing,
+    null_to_list,
+    platform_money,
+)
 from cancelnotify.schemas.event import CancellationEventV1, Reason, RefundMethod
 
 __all__ = [
@@ -33,40 +42,11 @@ WOOCOMMERCE_CANCELLED_STATUS: Final = "cancelled"
 # --- field types ----------------------------------------------------------------------------------
 
 
-def _blank_to_none(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
-
-
-def _null_to_list(value: object) -> object:
-    return [] if value is None else value
-
-
 def _to_text(value: object) -> object:
     # `number` is a string in v3 but plugins (sequential numbers) and old versions send ints.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return _blank_to_none(value)
-
-
-def _platform_money(value: object) -> Decimal | None:
-    # Woo sends money as strings ("21.99") but line-item `price` is a JSON number, sometimes a
-    # float such as 3.3333333333333335 (total / quantity). str() gives the shortest repr of the
-    # float, Decimal keeps it exactly; beyond 4 decimals (the canonical limit) it is rounded.
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError('must be a decimal amount such as "21.99"')
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ValueError('must be a decimal amount such as "21.99"') from exc
-    if not amount.is_finite():
-        raise ValueError("must be a finite decimal amount")
-    if amount.as_tuple().exponent < -4:  # type: ignore[operator]
-        amount = amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    return amount
+    return blank_to_none(value)
 
 
 def _gmt(value: object) -> object:
@@ -74,12 +54,10 @@ def _gmt(value: object) -> object:
     if isinstance(value, str) and value.strip():
         parsed = datetime.fromisoformat(value.strip())
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return _blank_to_none(value)
+    return blank_to_none(value)
 
 
-OptStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
 Text = Annotated[str | None, BeforeValidator(_to_text)]
-Amount = Annotated[Decimal | None, BeforeValidator(_platform_money)]
 GmtDatetime = Annotated[datetime | None, BeforeValidator(_gmt)]
 
 
@@ -124,20 +102,16 @@ class WooOrder(_Platform):
     date_created_gmt: GmtDatetime = None
     date_modified_gmt: GmtDatetime = None
     # Only whether they are set matters; v1/v2 and some plugins send other shapes than v3's string.
-    date_paid: Annotated[Any, BeforeValidator(_blank_to_none)] = None
-    date_paid_gmt: Annotated[Any, BeforeValidator(_blank_to_none)] = None
+    date_paid: Annotated[Any, BeforeValidator(blank_to_none)] = None
+    date_paid_gmt: Annotated[Any, BeforeValidator(blank_to_none)] = None
     payment_method: OptStr = None
     payment_method_title: OptStr = None
     billing: WooBilling | None = None
-    line_items: Annotated[list[WooLineItem], BeforeValidator(_null_to_list)] = Field(
+    line_items: Annotated[list[WooLineItem], BeforeValidator(null_to_list)] = Field(
         default_factory=list
     )
-    refunds: Annotated[list[WooRefund], BeforeValidator(_null_to_list)] = Field(
-        default_factory=list
-    )
-    meta_data: Annotated[list[WooMeta], BeforeValidator(_null_to_list)] = Field(
-        default_factory=list
-    )
+    refunds: Annotated[list[WooRefund], BeforeValidator(null_to_list)] = Field(default_factory=list)
+    meta_data: Annotated[list[WooMeta], BeforeValidator(null_to_list)] = Field(default_factory=list)
 
 
 class _WooStatus(_Platform):
@@ -210,24 +184,6 @@ def woocommerce_refund_method(payment_method: str | None, title: str | None) -> 
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _missing(title: str, loc: tuple[str, ...], message: str) -> ValidationError:
-    return ValidationError.from_exception_data(
-        title,
-        [InitErrorDetails(type=PydanticCustomError("missing", message), loc=loc, input=None)],
-    )
-
-
-def _money(amount: Decimal) -> str:
-    return format(amount, "f")
-
-
-def _clip(value: str | None, limit: int) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value[:limit] or None
-
-
 def _locale(meta: list[WooMeta]) -> str | None:
     for entry in meta:
         if entry.key in _LOCALE_META_KEYS and isinstance(entry.value, str):
@@ -267,7 +223,7 @@ def _items(order: WooOrder) -> list[dict[str, Any]]:
             continue
         price = line.price
         if price is None and line.total is not None:
-            price = _platform_money(str(line.total / line.quantity))
+            price = platform_money(str(line.total / line.quantity))
         if price is not None and order.total is not None:
             price = _align(price, order.total)
         # Woo stores item names HTML-encoded ("Ship Your Idea &ndash; Color: Black"); the email
@@ -275,10 +231,10 @@ def _items(order: WooOrder) -> list[dict[str, Any]]:
         name = html.unescape(line.name) if line.name else None
         items.append(
             {
-                "sku": _clip(line.sku, 100),
-                "name": _clip(name or line.sku, 200) or "Item",
+                "sku": clip(line.sku, 100),
+                "name": clip(name or line.sku, 200) or "Item",
                 "quantity": line.quantity,
-                "unit_price": _money(price) if price is not None and price >= 0 else None,
+                "unit_price": decimal_str(price) if price is not None and price >= 0 else None,
             }
         )
     return items[:200]
@@ -291,7 +247,7 @@ def _refund(order: WooOrder, currency: str) -> dict[str, Any] | None:
         # Unpaid orders (pending payment timed out, bacs/cheque/cod never paid) cancel for free.
         zero = Decimal(0).quantize(total) if total is not None else Decimal(0)
         return {
-            "amount": _money(zero),
+            "amount": decimal_str(zero),
             "currency": currency,
             "method": RefundMethod.none,
             "status": "completed",
@@ -305,7 +261,7 @@ def _refund(order: WooOrder, currency: str) -> dict[str, Any] | None:
         amount, status = total, "pending"
     else:
         return None
-    return {"amount": _money(amount), "currency": currency, "method": method, "status": status}
+    return {"amount": decimal_str(amount), "currency": currency, "method": method, "status": status}
 
 
 # --- mapping --------------------------------------------------------------------------------------
@@ -341,7 +297,7 @@ def woocommerce_to_event(
     order = WooOrder.model_validate_json(raw)
     billing = order.billing or WooBilling()
     if billing.email is None:
-        raise _missing("WooOrder", ("billing", "email"), "the order has no billing email")
+        raise missing("WooOrder", ("billing", "email"), "the order has no billing email")
     currency = order.currency.strip().upper()
     number = order.number or str(order.id)
     phone = billing.phone.strip() if billing.phone else None
@@ -352,10 +308,10 @@ def woocommerce_to_event(
             "occurred_at": order.date_modified_gmt or received_at,
             "order": {
                 "id": str(order.id),
-                "number": _clip(number if number.startswith("#") else f"#{number}", 100),
+                "number": clip(number if number.startswith("#") else f"#{number}", 100),
                 "placed_at": order.date_created_gmt,
                 "currency": currency,
-                "total": _money(order.total)
+                "total": decimal_str(order.total)
                 if order.total is not None and order.total >= 0
                 else None,
                 "items": _items(order),
@@ -364,8 +320,8 @@ def woocommerce_to_event(
             },
             "customer": {
                 "email": billing.email.strip(),
-                "first_name": _clip(billing.first_name, 100),
-                "last_name": _clip(billing.last_name, 100),
+                "first_name": clip(billing.first_name, 100),
+                "last_name": clip(billing.last_name, 100),
                 "locale": _locale(order.meta_data),
                 "phone": phone if phone and len(phone) <= 40 else None,
             },
