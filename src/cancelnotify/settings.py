@@ -154,6 +154,7 @@ class Settings(BaseSettings):
 def decode_whsec(secret: str) -> bytes:
     """Turn `whsec_<base64>` into key bytes, or raise ValueError saying what is wrong."""
     raw = secret.removeprefix("whsec_")
+    raw += "=" * (-len(raw) % 4)  # the reference libraries accept unpadded secrets
     try:
         key = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
