@@ -134,11 +134,11 @@ class RefundWindow:
 
 
 def merge_refund_policy(
-    overrides: Mapping[str, tuple[int, int]] | None,
+    overrides: Iterable[tuple[str, tuple[int, int]]] = (),
 ) -> dict[RefundMethod, tuple[int, int]]:
-    """The default policy with a shop's overrides laid over it (keys are refund method values)."""
+    """The default policy with a shop's overrides laid over it (`settings.refund_policy.items()`)."""
     policy = dict(DEFAULT_REFUND_POLICY)
-    for method, (low, high) in (overrides or {}).items():
+    for method, (low, high) in overrides:
         policy[RefundMethod(method)] = (low, high)
     return policy
 

@@ -52,9 +52,9 @@ _MONEY = re.compile(r"^\d{1,15}(\.\d{1,4})?$")
 def _parse_money(value: object) -> Decimal:
     # Money travels as a decimal string so no float ever rounds a refund.
     if not isinstance(value, str):
-        raise ValueError("must be a decimal string such as \"129.90\", not a number")  # noqa: TRY004
+        raise ValueError('must be a decimal string such as "129.90", not a number')  # noqa: TRY004
     if not _MONEY.match(value):
-        raise ValueError("must be a non-negative decimal string such as \"129.90\"")
+        raise ValueError('must be a non-negative decimal string such as "129.90"')
     try:
         return Decimal(value)
     except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
