@@ -136,7 +136,7 @@ class RefundWindow:
 def merge_refund_policy(
     overrides: Iterable[tuple[str, tuple[int, int]]] = (),
 ) -> dict[RefundMethod, tuple[int, int]]:
-    """The default policy with a shop's overrides laid over it (`settings.refund_policy.items()`)."""
+    """The default policy with overrides laid over it (from `settings.refund_policy.items()`)."""
     policy = dict(DEFAULT_REFUND_POLICY)
     for method, (low, high) in overrides:
         policy[RefundMethod(method)] = (low, high)
