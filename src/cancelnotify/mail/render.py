@@ -35,6 +35,7 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.runtime import Context
+from markupsafe import Markup
 
 import cancelnotify
 from cancelnotify.i18n import (
@@ -220,16 +221,33 @@ def load_translations(search_path: list[Path], language: str) -> gettext.NullTra
     return Translations(fp=buffer)
 
 
-@pass_context
-def _gettext(context: Context, message: str) -> str:
-    translations: gettext.NullTranslations = context["i18n"]
-    return translations.gettext(message)
+def _substitute(translated: str, variables: Mapping[str, object]) -> str:
+    # A value that ends in a period ("mar. 8 déc.") would double the sentence's own period.
+    for key, value in variables.items():
+        if isinstance(value, str) and value.endswith("."):
+            translated = translated.replace(f"%({key})s.", f"%({key})s")
+    return translated % variables
 
 
 @pass_context
-def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+def _gettext(context: Context, message: str, **variables: object) -> str:
+    # Jinja's newstyle gettext, except that the catalog comes from the render context (so one
+    # Environment serves every locale, thread-safely) and dates ending in "." read cleanly.
     translations: gettext.NullTranslations = context["i18n"]
-    return translations.ngettext(singular, plural, n)
+    translated = translations.gettext(message)
+    if context.eval_ctx.autoescape:
+        translated = Markup(translated)  # noqa: S704 - catalogs are trusted files, values are escaped
+    return _substitute(translated, variables)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, num: int, **variables: object) -> str:
+    translations: gettext.NullTranslations = context["i18n"]
+    translated = translations.ngettext(singular, plural, num)
+    if context.eval_ctx.autoescape:
+        translated = Markup(translated)  # noqa: S704 - catalogs are trusted files, values are escaped
+    variables.setdefault("num", num)
+    return _substitute(translated, variables)
 
 
 def _text_heading(title: str) -> str:
@@ -264,9 +282,9 @@ class Renderer:
             auto_reload=False,
         )
         self._env.policies["ext.i18n.trimmed"] = True
-        self._env.install_gettext_callables(  # type: ignore[attr-defined]
-            gettext=_gettext, ngettext=_ngettext, newstyle=True
-        )
+        # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
+        setattr(self._env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
+        self._env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
         self._env.globals["heading"] = _text_heading
         self._locales = available_locales(self._search_path)
         self._translations = {
@@ -449,12 +467,12 @@ class Renderer:
         if refund is None:
             return str(_("You were not charged for this order."))
         if refund.window_end is None:
-            return str(
-                _("Your refund of %(amount)s is available right away.") % {"amount": refund.amount}
+            return _substitute(
+                _("Your refund of %(amount)s is available right away."), {"amount": refund.amount}
             )
-        return str(
-            _("Your refund of %(amount)s is on its way, expected by %(end)s.")
-            % {"amount": refund.amount, "end": refund.window_end}
+        return _substitute(
+            _("Your refund of %(amount)s is on its way, expected by %(end)s."),
+            {"amount": refund.amount, "end": refund.window_end},
         )
 
 
