@@ -211,8 +211,14 @@ def load_translations(search_path: list[Path], language: str) -> gettext.NullTra
             merged = catalog
             continue
         for message in catalog:
-            if message.id and message.string and not message.fuzzy:
+            if not (message.id and message.string) or message.fuzzy:
+                continue
+            existing = merged.get(message.id)
+            if existing is None:
                 merged[message.id] = message
+            else:  # Catalog.__setitem__ would keep the old string; replace it explicitly
+                existing.string = message.string
+                existing.flags.discard("fuzzy")
     if merged is None:
         return gettext.NullTranslations()
     buffer = io.BytesIO()
