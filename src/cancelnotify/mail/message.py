@@ -46,8 +46,11 @@ def _mailbox(value: str, setting: str) -> Address:
 
 def _domain_of(mail_from: str) -> str:
     _, addr = parseaddr(mail_from)
-    domain = addr.rpartition("@")[2].strip().lower()
-    return domain if domain and not _CONTROL.search(domain) else _FALLBACK_DOMAIN
+    local, at, domain = addr.rpartition("@")
+    domain = domain.strip().lower()
+    if not (local and at and domain) or _CONTROL.search(domain) or not domain.isascii():
+        return _FALLBACK_DOMAIN
+    return domain
 
 
 def make_message_id(notification_id: uuid.UUID, settings: Settings) -> str:
@@ -97,9 +100,10 @@ def build_message(
     msg["Subject"] = clean_header_text(rendered.subject)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["Content-Language"] = rendered.locale
     msg.set_content(rendered.text, cte="quoted-printable")
     msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    # After the parts: set_content/add_alternative move Content-* headers into the first part.
+    msg["Content-Language"] = clean_header_text(rendered.locale)
     return msg
 
 
