@@ -293,30 +293,13 @@ def _apikey(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- render -----------------------------------------------------------------------------
 def _render(args: argparse.Namespace, settings: Settings) -> int:
-    from cancelnotify.mail.message import build_message, make_message_id
+    from cancelnotify.mail.message import render_to_format
     from cancelnotify.mail.render import Renderer
     from cancelnotify.schemas.event import CancellationEventV1
 
     event = CancellationEventV1.model_validate_json(args.payload.read_bytes())
-    notification_id = uuid.uuid5(uuid.NAMESPACE_URL, event.event_id)
-    rendered = Renderer(settings).render(
-        event, notification_id=notification_id, reference="CX-PREVIEW", locale=args.locale
+    sys.stdout.write(
+        render_to_format(Renderer(settings), event, args.format, settings, args.locale)
     )
-    if args.format == "html":
-        _out(rendered.html)
-    elif args.format == "text":
-        _out(f"Subject: {rendered.subject}\n\n{rendered.text}")
-    else:
-        message = build_message(
-            rendered,
-            settings,
-            to=str(event.customer.email),
-            to_name=event.customer.first_name,
-            message_id=make_message_id(notification_id, settings),
-        )
-        sys.stdout.write(message.as_string())
+    sys.stdout.write("\n")
     return 0
-
-
-def secret_token() -> str:
-    return "cn_" + secrets.token_urlsafe(32)

@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
+BusinessDays = Annotated[int, Field(ge=0, le=90)]
+RefundMethodName = Literal["card", "paypal", "bank_transfer", "store_credit", "gift_card"]
 
 
 class SettingsError(Exception):
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
     templates_dir: Path | None = Field(
         default=None, description="Folder whose templates and catalogs override the defaults"
     )
+    refund_policy: dict[RefundMethodName, tuple[BusinessDays, BusinessDays]] = Field(
+        default_factory=dict,
+        description="Refund window per method in business days, JSON merged over the defaults, "
+        'e.g. {"card": [5, 10]} (defaults: card 5-10, paypal 3-5, bank_transfer 3-7, '
+        "store_credit and gift_card 0-0 = immediately)",
+    )
     link_signing_key: SecretStr | None = Field(
         default=None,
         description="Key for signed links in emails; derived from WEBHOOK_SECRET when unset",
@@ -109,6 +117,16 @@ class Settings(BaseSettings):
         if value is not None:
             for secret in value.get_secret_value().split():
                 decode_whsec(secret)
+        return value
+
+    @field_validator("refund_policy")
+    @classmethod
+    def _check_refund_policy(
+        cls, value: dict[RefundMethodName, tuple[int, int]]
+    ) -> dict[RefundMethodName, tuple[int, int]]:
+        for method, (low, high) in value.items():
+            if low > high:
+                raise ValueError(f"{method}: the first number of days must not exceed the second")
         return value
 
     @field_validator("database_url")

@@ -1,25 +1,80 @@
-"""MIME assembly: multipart/alternative with the headers a transactional email needs."""
+"""Build the MIME message (multipart/alternative text + HTML) with safe, correct headers.
+
+Headers go through `email.message.EmailMessage` with `email.policy.SMTP` and addresses through
+`email.headerregistry.Address`, which refuse CR/LF. Customer-supplied header text (names, the
+subject that names the order) is also cleaned first: control characters become spaces and
+encoded-word lookalikes (`=?...?=`) are broken up, because the header parser would decode them
+and Pythons without the CVE-2024-6923 fix then write the decoded newline back unencoded.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 import uuid
-from datetime import datetime
-from email.headerregistry import Address
+from datetime import UTC, datetime
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from typing import Final, Literal
 
-from cancelnotify.clock import utcnow
-from cancelnotify.mail.render import RenderedEmail
+from cancelnotify.mail.render import RenderedEmail, Renderer
+from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MESSAGE_ID: Final = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
+_FALLBACK_DOMAIN: Final = "cancelnotify.invalid"
+# One bare addr-spec: no display name, no list, no whitespace, no comment.
+_ADDR_SPEC: Final = re.compile(r"[^\s<>,;:\"()\[\]\\@]+@[^\s<>,;:\"()\[\]\\@]+")
 
-def _domain(settings: Settings) -> str:
-    return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "cancelnotify.invalid"
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """HeaderRegistry that builds each header class once (the stdlib makes one per lookup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+# SMTP policy (CRLF, 8bit-safe folding) with the cached registry: same output, less work.
+_POLICY: Final = SMTP.clone(header_factory=_CachedHeaderRegistry())
+
+
+def clean_header_text(value: str) -> str:
+    """One line of header text that cannot smuggle in a header: no controls, no encoded words."""
+    value = _CONTROL.sub(" ", value).replace("=?", "= ?")
+    return " ".join(value.split())
+
+
+def _mailbox(value: str, setting: str) -> Address:
+    name, addr = parseaddr(value)
+    if "@" not in addr:
+        raise ValueError(f"{setting} is not an email address")
+    username, domain = addr.rsplit("@", 1)
+    return Address(display_name=clean_header_text(name), username=username, domain=domain)
+
+
+def _domain_of(mail_from: str) -> str:
+    _, addr = parseaddr(mail_from)
+    local, at, domain = addr.rpartition("@")
+    domain = domain.strip().lower()
+    if not (local and at and domain) or _CONTROL.search(domain) or not domain.isascii():
+        return _FALLBACK_DOMAIN
+    return domain
 
 
 def make_message_id(notification_id: uuid.UUID, settings: Settings) -> str:
-    """One Message-ID per notification, stored before the first send and reused on every retry."""
-    return f"<{notification_id}@{_domain(settings)}>"
+    """`<notification-uuid@domain-of-MAIL_FROM>`: the same for every attempt of one notification."""
+    return f"<{notification_id}@{_domain_of(settings.mail_from)}>"
 
 
 def build_message(
@@ -31,18 +86,86 @@ def build_message(
     to_name: str | None = None,
     date: datetime | None = None,
 ) -> EmailMessage:
-    msg = EmailMessage()
-    name, addr = getaddresses([settings.mail_from])[0]
-    msg["From"] = Address(display_name=name, addr_spec=addr)
-    msg["To"] = Address(
-        display_name=(to_name or "").replace("\r", " ").replace("\n", " "), addr_spec=to
+    """The email ready for SMTP: multipart/alternative (text, then HTML), quoted-printable UTF-8.
+
+    Raises ValueError for an unusable recipient, sender or Message-ID (a bug, not bad luck).
+    """
+    if not _MESSAGE_ID.match(message_id):
+        raise ValueError("message_id must look like <unique@domain>")
+    when = date or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValueError("date must be timezone-aware")
+    sender = _mailbox(settings.mail_from, "MAIL_FROM")
+    if not sender.display_name:
+        sender = Address(
+            display_name=clean_header_text(settings.shop_name),
+            username=sender.username,
+            domain=sender.domain,
+        )
+    if not _ADDR_SPEC.fullmatch(to):
+        raise ValueError("to must be one bare email address")
+    username, domain = to.rsplit("@", 1)
+    recipient = Address(
+        display_name=clean_header_text(to_name or ""), username=username, domain=domain
     )
-    if settings.reply_to:
-        msg["Reply-To"] = settings.reply_to
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(date or utcnow())
+
+    msg = EmailMessage(policy=_POLICY)
     msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(when)
+    msg["From"] = sender
+    msg["To"] = recipient
+    if settings.reply_to:
+        msg["Reply-To"] = _mailbox(settings.reply_to, "REPLY_TO")
+    msg["Subject"] = clean_header_text(rendered.subject)
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(rendered.text)
-    msg.add_alternative(rendered.html, subtype="html")
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(rendered.text, cte="quoted-printable")
+    msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    # After the parts: set_content/add_alternative move Content-* headers into the first part.
+    msg["Content-Language"] = clean_header_text(rendered.locale)
     return msg
+
+
+def preview_ids(event: CancellationEventV1) -> tuple[uuid.UUID, str]:
+    """A stable notification id and reference for rendering without a stored notification."""
+    notification_id = uuid.uuid5(uuid.NAMESPACE_URL, f"cancelnotify:preview:{event.event_id}")
+    code = base64.b32encode(notification_id.bytes[:5]).decode("ascii")
+    return notification_id, f"CN-{code}"
+
+
+def render_to_format(
+    renderer: Renderer,
+    event: CancellationEventV1,
+    fmt: Literal["html", "text", "eml"],
+    settings: Settings,
+    locale: str | None = None,
+    *,
+    template: str = "order_cancelled",
+    notification_id: uuid.UUID | None = None,
+    reference: str | None = None,
+) -> str:
+    """What `cancelnotify render` prints: the HTML part, the text part, or the whole .eml."""
+    preview_id, preview_reference = preview_ids(event)
+    notification_id = notification_id or preview_id
+    rendered = renderer.render(
+        event,
+        notification_id=notification_id,
+        reference=reference or preview_reference,
+        template=template,
+        locale=locale,
+    )
+    if fmt == "html":
+        return rendered.html
+    if fmt == "text":
+        return rendered.text
+    customer = event.customer
+    name = " ".join(part for part in (customer.first_name, customer.last_name) if part)
+    msg = build_message(
+        rendered,
+        settings,
+        to=customer.email,
+        to_name=name or None,
+        message_id=make_message_id(notification_id, settings),
+        date=event.occurred_at,
+    )
+    return msg.as_string(policy=SMTP.clone(linesep="\n"))

@@ -1,46 +1,330 @@
-"""Jinja2 rendering of the cancellation email (HTML + text), built once per process."""
+"""Render an email (subject, inlined HTML, plain text) from a cancellation event, per locale.
+
+The Jinja2 environment, the compiled templates and the gettext catalogs are built once, in
+`Renderer.__init__`; `Renderer.render` is synchronous, CPU-only and safe to call from threads.
+Everything that carries customer data is computed here into plain strings, and the HTML templates
+escape it (autoescape on); the text templates print it as is.
+"""
 
 from __future__ import annotations
 
+import gettext
+import io
+import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any, Final
 
-import jinja2
+import css_inline
+from babel import Locale, UnknownLocaleError
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.runtime import Context
+from markupsafe import Markup
 
-from cancelnotify.schemas.event import CancellationEventV1
+import cancelnotify
+from cancelnotify.i18n import (
+    DEFAULT_LOCALE,
+    SUPPORTED_LOCALES,
+    format_long_date,
+    format_money,
+    format_short_date,
+    formatting_locale,
+    merge_refund_policy,
+    negotiate_locale,
+    refund_window,
+)
+from cancelnotify.links import feedback_url, status_url
+from cancelnotify.schemas.event import CancellationEventV1, Reason, Refund, RefundMethod
 from cancelnotify.settings import Settings
+
+MAX_ALTERNATIVES: Final = 4
+# Beyond this many lines the rest is summarised, so even a 200-line order stays far below
+# Gmail's 102 KB clipping limit.
+MAX_ITEMS_SHOWN: Final = 50
+TEMPLATE_PARTS: Final = ("subject", "html", "txt")
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction; it is translated later, at render time."""
+    return message
+
+
+# The reason in customer words. Sensitive reasons stay neutral: we never accuse anyone.
+REASON_COPY: Final[Mapping[Reason, str]] = {
+    Reason.customer_request: N_("We have cancelled your order, as you asked."),
+    Reason.out_of_stock: N_(
+        "We are sorry: an item in your order sold out before we could send it, "
+        "so we had to cancel the order."
+    ),
+    Reason.payment_declined: N_(
+        "The payment for this order did not go through, so we could not complete it "
+        "and have cancelled it."
+    ),
+    Reason.fraud_suspected: N_(
+        "We could not verify the payment details for this order, so we were unable "
+        "to complete it and have cancelled it."
+    ),
+    Reason.address_unverifiable: N_(
+        "We could not confirm the delivery address for this order, so we were unable "
+        "to send it and have cancelled it."
+    ),
+    Reason.shipping_unavailable: N_(
+        "We are sorry: we cannot deliver to your address at the moment, "
+        "so we had to cancel the order."
+    ),
+    Reason.pricing_error: N_(
+        "We are sorry: an item in your order was shown at the wrong price, "
+        "so we had to cancel the order."
+    ),
+    Reason.other: N_("We are sorry: we had to cancel your order."),
+}
+
+# Short labels for the refund summary table.
+_DESTINATION_LABEL: Final[Mapping[RefundMethod, str]] = {
+    RefundMethod.paypal: N_("PayPal"),
+    RefundMethod.bank_transfer: N_("Bank account"),
+    RefundMethod.store_credit: N_("Store credit"),
+    RefundMethod.gift_card: N_("Gift card"),
+}
+# The destination inside "We are refunding {amount} to {destination}." (store credit and gift
+# cards have sentences of their own).
+_DESTINATION_PHRASE: Final[Mapping[RefundMethod, str]] = {
+    RefundMethod.paypal: N_("your PayPal account"),
+    RefundMethod.bank_transfer: N_("your bank account"),
+}
+
+_BLANK_LINES = re.compile(r"\n{3,}")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_PHONE_CHARS = re.compile(r"[^0-9+]")
+
+
+class UnknownTemplateError(LookupError):
+    """No template of that name exists in TEMPLATES_DIR or the packaged defaults."""
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
+    """One email as the customer will read it."""
+
     subject: str
     html: str
     text: str
     locale: str
 
 
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    name: str
+    quantity: str
+    price: str | None
+    image_url: str | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductView:
+    name: str
+    url: str
+    image_url: str | None
+    price: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundView:
+    method: str
+    amount: str
+    destination: str
+    destination_label: str
+    window_start: str | None
+    window_end: str | None
+
+
 def default_templates_dir() -> Path:
-    """Templates shipped in the wheel, or the repository's `templates/` in a checkout."""
-    packaged = Path(__file__).resolve().parents[1] / "_templates"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[3] / "templates"
+    """The packaged templates: `cancelnotify/_templates` in a wheel, `templates/` in a checkout."""
+    package_dir = Path(cancelnotify.__file__).resolve().parent
+    bundled = package_dir / "_templates"
+    if bundled.is_dir():
+        return bundled
+    return package_dir.parents[1] / "templates"
+
+
+def template_search_path(settings: Settings) -> list[Path]:
+    """Where templates and catalogs are looked up, first match first: TEMPLATES_DIR, defaults."""
+    dirs = [default_templates_dir()]
+    if settings.templates_dir is not None:
+        dirs.insert(0, settings.templates_dir)
+    return dirs
+
+
+def _po_path(directory: Path, language: str) -> Path:
+    return directory / "locale" / language / "LC_MESSAGES" / "messages.po"
+
+
+def available_locales(search_path: list[Path]) -> list[str]:
+    """The built-in languages plus any that a catalog in the search path adds."""
+    found = set(SUPPORTED_LOCALES)
+    for directory in search_path:
+        locale_dir = directory / "locale"
+        if not locale_dir.is_dir():
+            continue
+        for child in locale_dir.iterdir():
+            if (child / "LC_MESSAGES" / "messages.po").is_file():
+                try:
+                    Locale.parse(child.name)
+                except (UnknownLocaleError, ValueError):
+                    continue
+                found.add(child.name)
+    return sorted(found, key=lambda name: (name != DEFAULT_LOCALE, name))
+
+
+def load_translations(search_path: list[Path], language: str) -> gettext.NullTranslations:
+    """Compile the `.po` catalogs for `language` in memory; an override's messages win.
+
+    No `.mo` file is read or written: each catalog is parsed with Babel and turned into a
+    gettext-compatible object at start-up. Fuzzy and untranslated entries are left out, so they
+    fall back to the English source text.
+    """
+    merged: Catalog | None = None
+    for directory in reversed(search_path):  # defaults first, overrides laid on top
+        path = _po_path(directory, language)
+        if not path.is_file():
+            continue
+        with path.open("rb") as handle:
+            catalog = read_po(handle, locale=language)
+        if merged is None:
+            merged = catalog
+            continue
+        for message in catalog:
+            if not (message.id and message.string) or message.fuzzy:
+                continue
+            existing = merged.get(message.id)
+            if existing is None:
+                merged[message.id] = message
+            else:  # Catalog.__setitem__ would keep the old string; replace it explicitly
+                existing.string = message.string
+                existing.flags.discard("fuzzy")
+    if merged is None:
+        return gettext.NullTranslations()
+    buffer = io.BytesIO()
+    write_mo(buffer, merged, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(fp=buffer)
+
+
+def _substitute(translated: str, variables: Mapping[str, object]) -> str:
+    # A value that ends in a period ("mar. 8 déc.") would double the sentence's own period.
+    for key, value in variables.items():
+        if isinstance(value, str) and value.endswith("."):
+            translated = translated.replace(f"%({key})s.", f"%({key})s")
+    return translated % variables
+
+
+@pass_context
+def _gettext(context: Context, message: str, **variables: object) -> str:
+    # Jinja's newstyle gettext, except that the catalog comes from the render context (so one
+    # Environment serves every locale, thread-safely) and dates ending in "." read cleanly.
+    translations: gettext.NullTranslations = context["i18n"]
+    translated = translations.gettext(message)
+    if context.eval_ctx.autoescape:
+        translated = Markup(translated)  # noqa: S704 - catalogs are trusted files, values are escaped
+    return _substitute(translated, variables)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, num: int, **variables: object) -> str:
+    translations: gettext.NullTranslations = context["i18n"]
+    translated = translations.ngettext(singular, plural, num)
+    if context.eval_ctx.autoescape:
+        translated = Markup(translated)  # noqa: S704 - catalogs are trusted files, values are escaped
+    variables.setdefault("num", num)
+    return _substitute(translated, variables)
+
+
+def _text_heading(title: str) -> str:
+    return f"{title}\n{'-' * len(title)}"
+
+
+def _finish_text(text: str) -> str:
+    text = _TRAILING_SPACE.sub("\n", text.strip() + "\n")
+    return _BLANK_LINES.sub("\n\n", text)
+
+
+def _one_line(text: str) -> str:
+    # A subject is one line whatever a template or a translation does with whitespace.
+    return " ".join(text.split())
 
 
 class Renderer:
+    """Compiled templates and catalogs, built once per process; `render` is pure CPU."""
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        dirs = [default_templates_dir()]
-        if settings.templates_dir is not None:
-            dirs.insert(0, settings.templates_dir)
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-            autoescape=jinja2.select_autoescape(["html"]),
-            undefined=jinja2.StrictUndefined,
+        self._settings = settings
+        self._search_path = template_search_path(settings)
+        self._env = Environment(
+            loader=FileSystemLoader(self._search_path),
+            autoescape=select_autoescape(
+                enabled_extensions=("html",), default_for_string=True, default=False
+            ),
+            undefined=StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,
         )
+        self._env.policies["ext.i18n.trimmed"] = True
+        # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
+        setattr(self._env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
+        self._env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
+        self._env.globals["heading"] = _text_heading
+        self._locales = available_locales(self._search_path)
+        self._translations = {
+            name: load_translations(self._search_path, name) for name in self._locales
+        }
+        self._inliner = css_inline.CSSInliner(
+            keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
+        )
+        self._policy = merge_refund_policy(settings.refund_policy.items())
+        self._templates: dict[str, dict[str, Template]] = {}
+        for name in self._discover_templates():
+            self._templates[name] = {
+                part: self._env.get_template(f"email/{name}.{part}") for part in TEMPLATE_PARTS
+            }
+
+    def _discover_templates(self) -> list[str]:
+        names = {
+            path.removeprefix("email/").removesuffix(".subject")
+            for path in self._env.list_templates(extensions=["subject"])
+            if path.startswith("email/") and "/" not in path.removeprefix("email/")
+        }
+        return sorted(names)
+
+    def templates(self) -> list[str]:
+        """Names of the emails that can be rendered, e.g. ["order_cancelled", ...]."""
+        return list(self._templates)
+
+    def locales(self) -> list[str]:
+        """Languages with a catalog (English first, it is the source language)."""
+        return list(self._locales)
+
+    def translations(self, language: str) -> gettext.NullTranslations:
+        """The compiled catalog of one language (for previews and tests)."""
+        return self._translations[language]
 
     def render(
         self,
@@ -51,14 +335,168 @@ class Renderer:
         template: str = "order_cancelled",
         locale: str | None = None,
     ) -> RenderedEmail:
-        ctx = {
-            "event": event,
-            "shop": self.settings,
+        """Render `template` for `event` in the customer's language (or `locale` when given)."""
+        parts = self._templates.get(template)
+        if parts is None:
+            raise UnknownTemplateError(f"unknown template {template!r}")
+        tag = locale or event.customer.locale
+        language = negotiate_locale(tag, self._locales)
+        context = self._context(
+            event,
+            notification_id=notification_id,
+            reference=reference,
+            template=template,
+            language=language,
+            fmt=formatting_locale(tag, language),
+        )
+        subject = _one_line(parts["subject"].render(context))
+        context["subject"] = subject
+        context["preheader"] = self._preheader(context)
+        html = self._inliner.inline(parts["html"].render(context))
+        text = _finish_text(parts["txt"].render(context))
+        return RenderedEmail(subject=subject, html=html, text=text, locale=language)
+
+    # --- the view model ---------------------------------------------------------------------
+
+    def _context(
+        self,
+        event: CancellationEventV1,
+        *,
+        notification_id: uuid.UUID,
+        reference: str,
+        template: str,
+        language: str,
+        fmt: Locale,
+    ) -> dict[str, Any]:
+        settings = self._settings
+        translations = self._translations[language]
+        _ = translations.gettext
+        order = event.order
+        reason = event.cancellation.reason
+        sensitive = reason is Reason.fraud_suspected
+
+        def money(amount: Decimal | None, currency: str) -> str | None:
+            return None if amount is None else format_money(amount, currency, fmt)
+
+        items = [
+            ItemView(
+                name=item.name,
+                quantity=format_decimal(item.quantity, locale=fmt),
+                price=money(item.unit_price, order.currency),
+                image_url=item.image_url,
+                url=item.url,
+            )
+            for item in order.items[:MAX_ITEMS_SHOWN]
+        ]
+        alternatives = (
+            []
+            if sensitive
+            else [
+                ProductView(
+                    name=alt.name,
+                    url=alt.url,
+                    image_url=alt.image_url,
+                    price=money(alt.price, order.currency),
+                )
+                for alt in event.alternatives[:MAX_ALTERNATIVES]
+            ]
+        )
+        window_from = event.occurred_at if template == "refund_completed" else event.cancelled_at
+        refund = self._refund_view(event.refund, window_from.date(), _, fmt)
+        first_name = " ".join((event.customer.first_name or "").split()) or None
+        phone = settings.support_phone
+        return {
+            "i18n": translations,
+            "lang": language,
+            "template": template,
+            "shop_name": settings.shop_name,
+            "shop_url": settings.shop_url,
+            "shop_url_display": settings.shop_url.split("://", 1)[-1],
+            "support_email": settings.support_email,
+            "support_phone": phone,
+            "support_phone_uri": None if phone is None else _PHONE_CHARS.sub("", phone),
+            "first_name": first_name,
+            "order_number": order.number or order.id,
+            "order_date": None
+            if order.placed_at is None
+            else format_long_date(order.placed_at.date(), fmt),
+            "cancelled_on": format_long_date(event.cancelled_at.date(), fmt),
+            "items": items,
+            "items_more": max(0, len(order.items) - MAX_ITEMS_SHOWN),
+            "order_total": money(order.total, order.currency),
+            "reason": reason.value,
+            "reason_text": _(REASON_COPY[reason]),
+            "note": event.cancellation.note or None,
+            "refund": refund,
+            "alternatives": alternatives,
+            "reorder_url": None if sensitive else event.reorder_url,
+            "lead_with_alternatives": reason is Reason.out_of_stock and bool(alternatives),
             "reference": reference,
-            "notification_id": str(notification_id),
+            "status_url": status_url(settings, notification_id),
+            "shop_status_url": order.status_url,
+            "feedback_yes_url": feedback_url(settings, notification_id, "yes"),
+            "feedback_no_url": feedback_url(settings, notification_id, "no"),
         }
-        number = event.order.number or event.order.id
-        subject = f"Your order {number} has been cancelled"
-        html = self.env.get_template(f"email/{template}.html").render(ctx)
-        text = self.env.get_template(f"email/{template}.txt").render(ctx)
-        return RenderedEmail(subject=subject, html=html, text=text, locale="en")
+
+    def _refund_view(
+        self,
+        refund: Refund | None,
+        cancelled_on: date,
+        _: Callable[[str], str],
+        fmt: Locale,
+    ) -> RefundView | None:
+        if refund is None or refund.method is RefundMethod.none or refund.amount == 0:
+            return None
+        if refund.method is RefundMethod.card:
+            label, phrase = _card_destination(refund, _)
+        else:
+            label = _(_DESTINATION_LABEL[refund.method])
+            phrase = _(_DESTINATION_PHRASE.get(refund.method, _DESTINATION_LABEL[refund.method]))
+        window = refund_window(cancelled_on, refund.method, self._policy)
+        start = end = None
+        if window is not None and window.end != cancelled_on:
+            with_year = window.end.year != cancelled_on.year
+            start = format_short_date(window.start, fmt, with_year=with_year)
+            end = format_short_date(window.end, fmt, with_year=with_year)
+        return RefundView(
+            method=refund.method.value,
+            amount=format_money(refund.amount, refund.currency, fmt),
+            destination=phrase,
+            destination_label=label,
+            window_start=start,
+            window_end=end,
+        )
+
+    def _preheader(self, context: Mapping[str, Any]) -> str:
+        _ = context["i18n"].gettext
+        refund: RefundView | None = context["refund"]
+        if refund is None:
+            return str(_("You were not charged for this order."))
+        if refund.window_end is None:
+            return _substitute(
+                _("Your refund of %(amount)s is available right away."), {"amount": refund.amount}
+            )
+        return _substitute(
+            _("Your refund of %(amount)s is on its way, expected by %(end)s."),
+            {"amount": refund.amount, "end": refund.window_end},
+        )
+
+
+def _card_destination(refund: Refund, _: Callable[[str], str]) -> tuple[str, str]:
+    brand = " ".join((refund.card_brand or "").split()) or None
+    last4 = refund.card_last4
+    if brand and last4:
+        values = {"brand": brand, "last4": last4}
+        return (
+            _("%(brand)s ending in %(last4)s") % values,
+            _("your %(brand)s card ending in %(last4)s") % values,
+        )
+    if last4:
+        values = {"last4": last4}
+        return (
+            _("Card ending in %(last4)s") % values,
+            _("your card ending in %(last4)s") % values,
+        )
+    if brand:
+        return brand, _("your %(brand)s card") % {"brand": brand}
+    return _("Card"), _("the card you paid with")

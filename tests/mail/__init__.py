@@ -1,0 +1,1 @@
+"""Tests of the cancellation email: rendering, locales, links, MIME message."""
