@@ -12,11 +12,23 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cancelnotify.mail.render import REASON_COPY, Renderer
 from cancelnotify.models import Cancellation
+from cancelnotify.schemas.event import Reason
 from cancelnotify.platform_signatures import shopify_signature, woocommerce_signature
 from cancelnotify.settings import Settings
 from tests.api.test_webhooks import count_rows
 from tests.conftest import SHARED_FIXTURES, Sink, running_client
+
+
+def reason_copy(settings: Settings, language: str, reason: Reason) -> str:
+    """The customer wording of a reason code in a language, as the email must carry it."""
+    return Renderer(settings).translations(language).gettext(REASON_COPY[reason])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
 
 OWN = Path(__file__).resolve().parents[1] / "platforms" / "fixtures"
 SHOPIFY_SECRET = "shpss_test_secret_0123456789"
@@ -73,10 +85,11 @@ class TestShopify:
         await sink.wait_for(1)
         msg = sink.messages[0]
         assert msg.recipients == ["ana@example.com"]
-        text = msg.part("plain")
-        assert "Ana" in text
-        assert "#1001" in text
-        assert "129.90" in text or "129,90" in text
+        for part in (flat(msg.part("plain")), flat(msg.part("html"))):
+            assert "Ana" in part
+            assert "#1001" in part
+            assert reason_copy(platform_settings, "es", Reason.out_of_stock) in part
+        assert "129,90 €" in flat(msg.part("plain"))  # Spanish money (flat() folds the NBSP)
         again = await pclient.post(
             "/v1/webhooks/shopify", content=body, headers=shopify_headers(body)
         )
@@ -143,9 +156,10 @@ class TestWooCommerce:
         await sink.wait_for(1)
         msg = sink.messages[0]
         assert msg.recipients == ["jorg@example.de"]
-        text = msg.part("plain")
+        text = flat(msg.part("plain"))
         assert "Jörg" in text
         assert "#1042" in text
+        assert "40,00 €" in text
 
     async def test_other_statuses_are_ignored(
         self, pclient: httpx.AsyncClient, platform_settings: Settings
