@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from cancelnotify.mail.render import REASON_COPY, Renderer
 from cancelnotify.models import Cancellation
-from cancelnotify.schemas.event import Reason
 from cancelnotify.platform_signatures import shopify_signature, woocommerce_signature
+from cancelnotify.schemas.event import Reason
 from cancelnotify.settings import Settings
 from tests.api.test_webhooks import count_rows
 from tests.conftest import SHARED_FIXTURES, Sink, running_client
