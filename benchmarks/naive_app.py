@@ -1,0 +1,69 @@
+"""The naive baseline: validate, insert and send over a NEW SMTP connection inside the request.
+
+What a first version of this service would look like; the benchmark runs it on the same servers
+so the ratio to cancelnotify is measured, not assumed. Run with uvicorn `benchmarks.naive_app:app`
+and env NAIVE_DATABASE_URL (asyncpg DSN), NAIVE_SMTP_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import aiosmtplib
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from cancelnotify.schemas.event import CancellationEventV1
+
+app = FastAPI()
+_pool: asyncpg.Pool | None = None
+
+
+async def pool() -> asyncpg.Pool:
+    global _pool
+    if _pool is None:
+        _pool = await asyncpg.create_pool(os.environ["NAIVE_DATABASE_URL"], max_size=10)
+    return _pool
+
+
+@app.post("/v1/webhooks/order-cancelled")
+async def receive(request: Request) -> JSONResponse:
+    event = CancellationEventV1.model_validate_json(await request.body())
+    now = datetime.now(UTC)
+    cid, nid = uuid.uuid4(), uuid.uuid4()
+    async with (await pool()).acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO cancellations (id, source, event_id, order_id, reason, reference,"
+            " occurred_at, received_at) VALUES ($1,'naive',$2,$3,$4,$5,$6,$7)",
+            cid,
+            event.event_id,
+            event.order.id,
+            event.cancellation.reason.value,
+            uuid.uuid4().hex[:20],
+            event.occurred_at,
+            now,
+        )
+        await conn.execute(
+            "INSERT INTO notifications (id, cancellation_id, kind, recipient, status, attempts,"
+            " next_attempt_at, message_id, send_by, created_at, updated_at)"
+            " VALUES ($1,$2,'naive',$3,'sent',1,$4,$5,$4,$4,$4)",
+            nid,
+            cid,
+            str(event.customer.email),
+            now,
+            f"<{nid}@bench.example>",
+        )
+    msg = EmailMessage()
+    msg["From"] = "shop@bench.example"
+    msg["To"] = str(event.customer.email)
+    msg["Subject"] = f"Your order {event.order.number} has been cancelled"
+    msg["Message-ID"] = f"<{nid}@bench.example>"
+    msg.set_content(f"Hi {event.customer.first_name}, your order was cancelled.")
+    await aiosmtplib.send(
+        msg, hostname="127.0.0.1", port=int(os.environ["NAIVE_SMTP_PORT"]), start_tls=False
+    )
+    return JSONResponse({"notification_id": str(nid)}, status_code=202)

@@ -1,0 +1,616 @@
+"""The cancelnotify benchmark: one command, real servers, ratios measured side by side.
+
+    .venv/bin/python -m benchmarks.run            # quick: 20 s at the fixed rate
+    .venv/bin/python -m benchmarks.run --full     # the issue's 60 s at 200/s, plus 300/s
+
+It starts a private PostgreSQL, an aiosmtpd server in its own process, and the service as
+`cancelnotify serve`; drives Standard-Webhooks-signed requests at a fixed rate (open loop) and at
+saturation (closed loop); measures the raw ceilings (asyncpg row-pair inserts, aiosmtplib sends on
+reused connections) and a naive baseline on the same servers in the same run; prints a table and
+writes artifacts/benchmark.json. Nothing in the test suite asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+from tests.pgserver import PgServer, _free_port, wait_for_port
+
+from cancelnotify.samples import sample_event
+from cancelnotify.signatures import sign
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+KEY = b"benchmark-secret-0123456789abcdef"
+SECRET = "whsec_" + base64.b64encode(KEY).decode()
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# --- process accounting -------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pg_cpu(pg: PgServer) -> float:
+    """CPU of the postmaster and all its backends (including exited children via cutime)."""
+    master = int((pg.data / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    fields = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()
+    total += sum(int(f) for f in fields[11:15]) / CLK  # utime stime cutime cstime
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                f = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(f[1]) == master:
+                    total += (int(f[11]) + int(f[12])) / CLK
+    return total
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+# --- a minimal keep-alive HTTP/1.1 client (cheaper than httpx at thousands of requests/s) ----
+class Http:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length)
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def signed_request(path: str, event: dict[str, Any]) -> bytes:
+    body = json.dumps(event, separators=(",", ":")).encode()
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    ts = int(time.time())
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nwebhook-id: {msg_id}\r\nwebhook-timestamp: {ts}\r\n"
+        f"webhook-signature: {sign(KEY, msg_id, ts, body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def make_requests(n: int, prefix: str) -> list[bytes]:
+    return [
+        signed_request(
+            "/v1/webhooks/order-cancelled",
+            sample_event(order_id=f"{prefix}-{i}", email=f"customer{i}@example.com"),
+        )
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Load:
+    sent_at: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    nids: list[str] = field(default_factory=list)
+    errors: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def accepted(self) -> int:
+        return len(self.nids)
+
+
+def _record(load: Load, t0: float, status: int, body: bytes) -> None:
+    load.latency.append(time.perf_counter() - t0)
+    if status in (200, 202):
+        load.nids.append(json.loads(body).get("notification_id", ""))
+    else:
+        load.errors += 1
+
+
+async def fixed_rate(port: int, requests: list[bytes], rate: float) -> Load:
+    """Open loop: request i leaves at start + i/rate, whatever the server's speed."""
+    load = Load()
+    idle: asyncio.Queue[Http] = asyncio.Queue()
+
+    async def one(raw: bytes) -> None:
+        try:
+            conn = idle.get_nowait()
+        except asyncio.QueueEmpty:
+            conn = Http(port)
+        t0 = time.perf_counter()
+        load.sent_at.append(time.time())
+        try:
+            status, body = await conn.post(raw)
+        except (OSError, asyncio.IncompleteReadError):
+            load.errors += 1
+            conn.close()
+            return
+        _record(load, t0, status, body)
+        idle.put_nowait(conn)
+
+    load.started = time.time()
+    start = time.perf_counter()
+    tasks = []
+    for i, raw in enumerate(requests):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(raw)))
+    await asyncio.gather(*tasks)
+    load.ended = time.time()
+    while not idle.empty():
+        idle.get_nowait().close()
+    return load
+
+
+async def saturate(port: int, requests: list[bytes], concurrency: int, seconds: float) -> Load:
+    """Closed loop: `concurrency` connections send back to back until the time is up."""
+    load = Load()
+    it = iter(requests)
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        conn = Http(port)
+        try:
+            for raw in it:
+                if time.perf_counter() > deadline:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    status, body = await conn.post(raw)
+                except (OSError, asyncio.IncompleteReadError):
+                    load.errors += 1
+                    conn.close()
+                    conn = Http(port)
+                    continue
+                _record(load, t0, status, body)
+        finally:
+            conn.close()
+
+    load.started = time.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    load.ended = time.time()
+    return load
+
+
+# --- the sink ------------------------------------------------------------------------------
+class SinkProc:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.path = Path(tempfile.mkstemp(prefix="bench-sink-", suffix=".log")[1])
+        self.proc = subprocess.Popen(
+            [PY, "-m", "benchmarks.sink", str(self.port), str(self.path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+
+    def arrivals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in self.path.read_text().splitlines():
+            ts, _, mid = line.partition(" ")
+            out.setdefault(mid, float(ts))
+        return out
+
+    def count(self) -> int:
+        return sum(1 for _ in self.path.open())
+
+    def reset(self) -> None:
+        self.path.write_text("")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.path.unlink(missing_ok=True)
+
+
+async def wait_delivered(sink: SinkProc, expected: int, timeout: float) -> float:
+    deadline = time.time() + timeout
+    while sink.count() < expected and time.time() < deadline:
+        await asyncio.sleep(0.1)
+    return time.time()
+
+
+# --- the service and the baseline ------------------------------------------------------------
+class Service:
+    def __init__(self, db_url: str, smtp_port: int, **env: str) -> None:
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            "CANCELNOTIFY_DATABASE_URL": db_url,
+            "CANCELNOTIFY_SMTP_HOST": "127.0.0.1",
+            "CANCELNOTIFY_SMTP_PORT": str(smtp_port),
+            "CANCELNOTIFY_SMTP_SECURITY": "none",
+            "CANCELNOTIFY_WEBHOOK_SECRET": SECRET,
+            "CANCELNOTIFY_MAIL_FROM": "Bench Shop <orders@bench.example>",
+            "CANCELNOTIFY_LOG_LEVEL": "warning",
+            "CANCELNOTIFY_PORT": str(self.port),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [PY, "-m", "cancelnotify", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_port(self.port, 30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Naive:
+    def __init__(self, pg_dsn: str, smtp_port: int) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "NAIVE_DATABASE_URL": pg_dsn, "NAIVE_SMTP_PORT": str(smtp_port)}
+        self.proc = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "benchmarks.naive_app:app",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, 30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+# --- raw ceilings --------------------------------------------------------------------------
+async def ceiling_inserts(dsn: str, seconds: float, concurrency: int = 16) -> float:
+    pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            cid, nid, now = uuid.uuid4(), uuid.uuid4(), time.time()
+            from datetime import UTC, datetime
+
+            ts = datetime.fromtimestamp(now, UTC)
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO cancellations (id, source, event_id, order_id, reason,"
+                    " reference, payload, occurred_at, received_at)"
+                    " VALUES ($1,'ceiling',$2,$3,'out_of_stock',$4,$5,$6,$6)",
+                    cid,
+                    cid.hex,
+                    cid.hex,
+                    cid.hex[:20],
+                    json.dumps(sample_event()),
+                    ts,
+                )
+                await conn.execute(
+                    "INSERT INTO notifications (id, cancellation_id, kind, dedupe_key, recipient,"
+                    " status, attempts, next_attempt_at, message_id, send_by, created_at,"
+                    " updated_at) VALUES ($1,$2,'ceiling',$3,'x@example.com','sent',0,$4,$5,$4,"
+                    "$4,$4)",
+                    nid,
+                    cid,
+                    nid.hex,
+                    ts,
+                    f"<{nid}@x>",
+                )
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await pool.close()
+    return done / elapsed
+
+
+async def ceiling_smtp(port: int, message: bytes, seconds: float, connections: int) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        while time.perf_counter() < deadline:
+            mid = f"<{uuid.uuid4()}@ceiling>".encode()
+            await client.sendmail(
+                "a@bench.example", ["b@example.com"], message.replace(b"<MID@bench.example>", mid)
+            )
+            done += 1
+        await client.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return done / (time.perf_counter() - start)
+
+
+def sample_message() -> bytes:
+    from cancelnotify.mail.message import build_message
+    from cancelnotify.mail.render import Renderer
+    from cancelnotify.schemas.event import CancellationEventV1
+    from cancelnotify.settings import Settings
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    event = CancellationEventV1.model_validate(sample_event())
+    rendered = Renderer(settings).render(event, notification_id=uuid.uuid4(), reference="CX-1")
+    msg = build_message(rendered, settings, to="b@example.com", message_id="<MID@bench.example>")
+    return msg.as_bytes()
+
+
+# --- phases -------------------------------------------------------------------------------
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def delivery_latencies(load: Load, arrivals: dict[str, float], domain: str) -> list[float]:
+    out = []
+    for sent, nid in zip(load.sent_at, load.nids, strict=False):
+        arrived = arrivals.get(f"<{nid}@{domain}>")
+        if arrived is not None:
+            out.append(arrived - sent)
+    return out
+
+
+@dataclass
+class Ctx:
+    pg: PgServer
+    db_url: str
+    dsn: str
+    sink: SinkProc
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def truncate(self) -> None:
+        self.pg.psql(
+            "TRUNCATE delivery_attempts, notifications, cancellations CASCADE",
+            self.db_url.rsplit("/", 1)[1],
+        )
+        self.sink.reset()
+
+
+async def phase_fixed(ctx: Ctx, rate: float, seconds: float, label: str) -> dict[str, Any]:
+    ctx.truncate()
+    n = int(rate * seconds)
+    requests = make_requests(n, f"{label}-{uuid.uuid4().hex[:6]}")
+    svc = Service(ctx.db_url, ctx.sink.port)
+    try:
+        await asyncio.sleep(1.0)
+        cpu0 = (cpu_seconds(svc.proc.pid), pg_cpu(ctx.pg), self_cpu())
+        rss = []
+
+        async def sample_rss() -> None:
+            while True:
+                rss.append(rss_mb(svc.proc.pid))
+                await asyncio.sleep(1)
+
+        sampler = asyncio.create_task(sample_rss())
+        load = await fixed_rate(svc.port, requests, rate)
+        end = await wait_delivered(ctx.sink, load.accepted, 60)
+        sampler.cancel()
+        cpu1 = (cpu_seconds(svc.proc.pid), pg_cpu(ctx.pg), self_cpu())
+        arrivals = ctx.sink.arrivals()
+        lat = delivery_latencies(load, arrivals, "bench.example")
+        delivered = len(lat)
+        cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+        result = {
+            "rate": rate,
+            "seconds": seconds,
+            "requests": n,
+            "accepted": load.accepted,
+            "errors": load.errors,
+            "delivered": delivered,
+            "accepted_per_s": load.accepted / (load.ended - load.started),
+            "delivered_per_s": delivered / max(1e-9, end - load.started),
+            "webhook_p50_ms": pct(load.latency, 0.5) * 1000,
+            "webhook_p99_ms": pct(load.latency, 0.99) * 1000,
+            "e2e_p50_ms": pct(lat, 0.5) * 1000,
+            "e2e_p95_ms": pct(lat, 0.95) * 1000,
+            "e2e_p99_ms": pct(lat, 0.99) * 1000,
+            "cpu_ms_per_delivered": {
+                "service": cpu[0] * 1000 / max(1, delivered),
+                "postgres": cpu[1] * 1000 / max(1, delivered),
+                "load_generator": cpu[2] * 1000 / max(1, delivered),
+                "total": sum(cpu) * 1000 / max(1, delivered),
+            },
+            "peak_rss_mb": peak_rss_mb(svc.proc.pid),
+            "rss_first_last_mb": [rss[0], rss[-1]] if rss else [],
+        }
+    finally:
+        svc.stop()
+    return result
+
+
+async def phase_saturation(
+    ctx: Ctx, seconds: float, concurrency: int, *, naive: bool = False, ingest_only: bool = False
+) -> dict[str, Any]:
+    ctx.truncate()
+    requests = make_requests(int(seconds * 2500), f"sat-{uuid.uuid4().hex[:6]}")
+    if naive:
+        server: Service | Naive = Naive(ctx.dsn, ctx.sink.port)
+    elif ingest_only:
+        server = Service(ctx.db_url, ctx.sink.port, CANCELNOTIFY_DISPATCHER_ENABLED="false")
+    else:
+        server = Service(ctx.db_url, ctx.sink.port)
+    try:
+        await asyncio.sleep(1.0)
+        load = await saturate(server.port, requests, concurrency, seconds)
+        end = load.ended
+        if not ingest_only:
+            end = await wait_delivered(ctx.sink, load.accepted, 120)
+        delivered = ctx.sink.count()
+        return {
+            "seconds": seconds,
+            "concurrency": concurrency,
+            "accepted": load.accepted,
+            "errors": load.errors,
+            "accepted_per_s": load.accepted / (load.ended - load.started),
+            "delivered": delivered,
+            "delivered_per_s": delivered / max(1e-9, end - load.started),
+            "webhook_p50_ms": pct(load.latency, 0.5) * 1000,
+            "webhook_p99_ms": pct(load.latency, 0.99) * 1000,
+            "peak_rss_mb": peak_rss_mb(server.proc.pid),
+        }
+    finally:
+        server.stop()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    pg = PgServer()
+    pg.start()
+    sink = SinkProc()
+    try:
+        db_url = pg.create_database("bench")
+        from cancelnotify.db import run_migrations
+
+        run_migrations(db_url)
+        dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+        ctx = Ctx(pg, db_url, dsn, sink)
+        r = ctx.results
+        r["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+        step: Callable[[str], None] = lambda s: print(f"-- {s}", file=sys.stderr, flush=True)  # noqa: E731
+        step("ceiling: asyncpg row-pair inserts")
+        ctx.truncate()
+        r["ceiling_insert_pairs_per_s"] = await ceiling_inserts(dsn, args.ceiling_seconds)
+        step("ceiling: aiosmtplib on reused connections")
+        r["ceiling_smtp_per_s"] = await ceiling_smtp(
+            sink.port, sample_message(), args.ceiling_seconds, connections=2
+        )
+        for rate in args.rates:
+            step(f"service at a fixed {rate}/s for {args.seconds} s")
+            r[f"fixed_{int(rate)}"] = await phase_fixed(ctx, rate, args.seconds, f"f{int(rate)}")
+        step("service at saturation")
+        r["saturation"] = await phase_saturation(ctx, args.saturation_seconds, 64)
+        step("service ingest only (dispatcher off)")
+        r["ingest_only"] = await phase_saturation(
+            ctx, args.saturation_seconds, 64, ingest_only=True
+        )
+        step("naive baseline at saturation")
+        r["naive"] = await phase_saturation(ctx, args.saturation_seconds, 64, naive=True)
+        lower = min(r["ceiling_insert_pairs_per_s"], r["ceiling_smtp_per_s"])
+        r["delivered_vs_lower_ceiling_pct"] = 100 * r["saturation"]["delivered_per_s"] / lower
+        r["delivered_vs_naive_ratio"] = (
+            r["saturation"]["delivered_per_s"] / r["naive"]["delivered_per_s"]
+        )
+        return r
+    finally:
+        sink.stop()
+        pg.destroy()
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = [
+        f"raw ceilings (same run): asyncpg row pairs {r['ceiling_insert_pairs_per_s']:.0f}/s, "
+        f"aiosmtplib reused {r['ceiling_smtp_per_s']:.0f}/s",
+        "",
+        "| phase | accepted/s | delivered/s | webhook p50/p99 ms | e2e p50/p95/p99 ms "
+        "| CPU ms/delivered | peak RSS MB | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, value in r.items():
+        if not isinstance(value, dict) or "accepted_per_s" not in value:
+            continue
+        e2e = (
+            f"{value['e2e_p50_ms']:.1f} / {value['e2e_p95_ms']:.1f} / {value['e2e_p99_ms']:.1f}"
+            if "e2e_p50_ms" in value
+            else "-"
+        )
+        cpu = value.get("cpu_ms_per_delivered", {}).get("total")
+        lines.append(
+            f"| {key} | {value['accepted_per_s']:.0f} | {value['delivered_per_s']:.0f} | "
+            f"{value['webhook_p50_ms']:.1f} / {value['webhook_p99_ms']:.1f} | {e2e} | "
+            f"{'-' if cpu is None else f'{cpu:.2f}'} | {value['peak_rss_mb']:.0f} | "
+            f"{value['errors']} |"
+        )
+    lines += [
+        "",
+        f"service delivered at saturation = {r['delivered_vs_lower_ceiling_pct']:.0f}% of the "
+        f"lower raw ceiling; {r['delivered_vs_naive_ratio']:.1f}x the naive baseline",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--full", action="store_true", help="60 s at 200/s and at 300/s")
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--rates", type=float, nargs="+", default=[200])
+    p.add_argument("--saturation-seconds", type=float, default=10)
+    p.add_argument("--ceiling-seconds", type=float, default=5)
+    p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmark.json")
+    args = p.parse_args()
+    if args.full:
+        args.seconds, args.rates = 60, [200, 300]
+    results = asyncio.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
