@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cancelnotify import repository
 from cancelnotify.clock import Clock, utcnow
 from cancelnotify.errors import is_retryable_db_error
-from cancelnotify.mail.message import build_message
+from cancelnotify.mail.message import build_message_bytes
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, SendResult
 from cancelnotify.metrics import Metrics, code_class
@@ -153,14 +153,14 @@ class Dispatcher:
                 transition = Transition(Status.failed, None, "render_error")
             else:
                 subject, body_text = rendered.subject, rendered.text
-                message = build_message(
+                message = build_message_bytes(
                     rendered,
                     self.settings,
                     to=claim.recipient,
                     to_name=event.customer.first_name,
                     message_id=claim.message_id,
                 )
-                result = await self._send_with_lease(claim, message.as_bytes())
+                result = await self._send_with_lease(claim, message)
                 transition = after_attempt(
                     result.outcome,
                     attempt=claim.attempt,
