@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--locale", default=None)
     render.add_argument("--format", choices=["html", "text", "eml"], default="text")
 
+    sub.add_parser("config", help="print every setting with its default (Markdown)")
+
     sample = sub.add_parser("send-sample", help="POST a freshly signed sample webhook")
     sample.add_argument("--url", default="http://127.0.0.1:8000")
     sample.add_argument("--reason", default="out_of_stock")
@@ -67,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "dev":
             return _dev(args)
+        if args.command == "config":
+            from cancelnotify.settings import settings_markdown
+
+            _out(settings_markdown())
+            return 0
         settings = load_settings()
         handlers = {
             "serve": _serve,

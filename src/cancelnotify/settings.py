@@ -85,8 +85,13 @@ class Settings(BaseSettings):
         default=None,
         description="Standard Webhooks secret(s), whsec_..., space-separated during rotation",
     )
-    shopify_webhook_secret: SecretStr | None = Field(default=None, description="Shopify secret")
-    woocommerce_webhook_secret: SecretStr | None = Field(default=None, description="Woo secret")
+    shopify_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shopify app client secret(s) for X-Shopify-Hmac-Sha256, space-separated",
+    )
+    woocommerce_webhook_secret: SecretStr | None = Field(
+        default=None, description="WooCommerce webhook secret for X-WC-Webhook-Signature"
+    )
     webhook_tolerance_seconds: Seconds = Field(
         default=300.0, description="Accepted clock skew of webhook-timestamp, both ways"
     )
@@ -103,13 +108,17 @@ class Settings(BaseSettings):
     dispatcher_concurrency: int = Field(default=8, ge=1, le=256, description="Sends in flight")
     dispatcher_enabled: bool = Field(default=True, description="Run the sender in this process")
     shutdown_grace_seconds: Seconds = Field(default=10.0, description="Finish sends on SIGTERM")
-    worker_id: str | None = Field(default=None, description="Replica name (defaults to host:pid)")
+    worker_id: str | None = Field(
+        default=None, description="Replica name in leases and logs (default: host:pid:random)"
+    )
 
     # --- web ------------------------------------------------------------------------------
     preview_enabled: bool = Field(default=False, description="Serve /preview (API key in serve)")
     host: str = Field(default="127.0.0.1", description="Bind address for serve")
     port: int = Field(default=8000, ge=0, le=65535, description="Bind port for serve")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="JSON logs on stderr at this level"
+    )
 
     @field_validator("webhook_secret")
     @classmethod
@@ -180,6 +189,24 @@ def decode_whsec(secret: str) -> bytes:
     if not 16 <= len(key) <= 128:
         raise ValueError("must decode to 16-128 bytes")
     return key
+
+
+def settings_markdown() -> str:
+    """The configuration table of README, generated from the fields (a test keeps them equal)."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr) or default is None:
+            shown = "-"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, dict):
+            shown = "see below" if default else "-"
+        else:
+            shown = f"`{default}`"
+        meaning = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `{name.upper()}` | {shown} | {meaning} |")
+    return "\n".join(rows)
 
 
 def load_settings(**overrides: object) -> Settings:
