@@ -54,24 +54,40 @@ async def ingest(
 
     Both inserts use ON CONFLICT DO NOTHING on permanent unique keys, so 50 concurrent copies
     resolve in the database: the first commits, the others wait on its row lock and then see it.
+    On PostgreSQL the pair is one statement (one round trip); the notification row is only
+    written when its cancellation was.
     """
-    cancellation_id = await repository.insert_cancellation(
-        session,
-        {
-            "id": uuid.uuid4(),
-            "source": source,
-            "event_id": event.event_id,
-            "webhook_id": webhook_id,
-            "order_id": event.order.id,
-            "order_number": event.order.number,
-            "reason": event.cancellation.reason.value,
-            "reference": new_reference(),
-            "payload": payload,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-        },
-    )
+    cancellation = {
+        "id": uuid.uuid4(),
+        "source": source,
+        "event_id": event.event_id,
+        "webhook_id": webhook_id,
+        "order_id": event.order.id,
+        "order_number": event.order.number,
+        "reason": event.cancellation.reason.value,
+        "reference": new_reference(),
+        "payload": payload,
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+    }
     key = dedupe_key("order_cancelled", source, event.order.id)
+    notification_id = uuid.uuid4()
+    notification = {
+        "id": notification_id,
+        "kind": "order_cancelled",
+        "dedupe_key": key,
+        "recipient": str(event.customer.email),
+        "locale": event.customer.locale,
+        "status": Status.queued.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "message_id": make_message_id(notification_id, settings),
+        "send_by": now + timedelta(seconds=settings.send_lifetime_seconds),
+        "request_id": request_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    cancellation_id, inserted = await repository.insert_pair(session, cancellation, notification)
     if cancellation_id is None:
         existing = await repository.find_cancellation_id(
             session, source, event.event_id, webhook_id
@@ -80,27 +96,6 @@ async def ingest(
         if existing is None or found is None:  # pragma: no cover - constraint says otherwise
             raise RuntimeError("duplicate cancellation without its rows")
         return IngestResult(existing, found[0], found[1], duplicate=True)
-
-    notification_id = uuid.uuid4()
-    inserted = await repository.insert_notification(
-        session,
-        {
-            "id": notification_id,
-            "cancellation_id": cancellation_id,
-            "kind": "order_cancelled",
-            "dedupe_key": key,
-            "recipient": str(event.customer.email),
-            "locale": event.customer.locale,
-            "status": Status.queued,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "message_id": make_message_id(notification_id, settings),
-            "send_by": now + timedelta(seconds=settings.send_lifetime_seconds),
-            "request_id": request_id,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
     if inserted is None:
         # Another event for the same order already has its email: store, do not send twice.
         found = await repository.find_notification_by_key(session, key)
