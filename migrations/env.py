@@ -20,7 +20,7 @@ def _url() -> str:
     url = config.attributes.get("sqlalchemy.url")
     if url:
         return str(url)
-    from cancelnotify.settings import load_settings  # noqa: PLC0415
+    from cancelnotify.settings import load_settings
 
     return load_settings().database_url
 

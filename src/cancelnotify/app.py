@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cancelnotify import __version__
-from cancelnotify.api import health, notifications, webhooks
+from cancelnotify.api import cancellations, health, metrics, notifications, stats, webhooks
 from cancelnotify.clock import Clock, utcnow
 from cancelnotify.db import create_engine, create_sessionmaker
 from cancelnotify.dispatcher import Dispatcher
@@ -58,9 +58,9 @@ def create_app(
         sessionmaker = create_sessionmaker(engine)
         renderer = Renderer(settings)
         mailer = Mailer(settings)
-        metrics = Metrics()
+        registry = Metrics()
         dispatcher = Dispatcher(
-            settings, sessionmaker, renderer, mailer, clock=clock, metrics=metrics
+            settings, sessionmaker, renderer, mailer, clock=clock, metrics=registry
         )
         app.state.settings = settings
         app.state.clock = clock
@@ -70,7 +70,7 @@ def create_app(
         app.state.mailer = mailer
         app.state.dispatcher = dispatcher
         app.state.mailbox = mailbox
-        app.state.metrics = metrics
+        app.state.metrics = registry
         if settings.dispatcher_enabled:
             dispatcher.start()
         try:
@@ -86,10 +86,14 @@ def create_app(
         summary="Order-cancellation emails: webhook in, email out, at once.",
         lifespan=lifespan,
     )
+    app.add_middleware(metrics.WebhookMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_handlers(app)
     app.include_router(webhooks.router)
     app.include_router(notifications.router)
+    app.include_router(cancellations.router)
+    app.include_router(stats.router)
+    app.include_router(metrics.router)
     app.include_router(health.router)
     if mailbox is not None:
         from cancelnotify.api import devmail
