@@ -16,6 +16,7 @@ from cancelnotify.clock import Clock, utcnow
 from cancelnotify.db import create_engine, create_sessionmaker
 from cancelnotify.dispatcher import Dispatcher
 from cancelnotify.errors import install_handlers
+from cancelnotify.logging import request_id_var
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.sink import RecordingHandler
 from cancelnotify.mail.transport import Mailer
@@ -38,13 +39,17 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 def create_app(

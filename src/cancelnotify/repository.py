@@ -99,6 +99,7 @@ class Claim:
     rescued: bool
     payload: dict[str, Any] | None
     reference: str
+    request_id: str | None = None  # of the webhook that created it: logs follow it to SMTP
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -151,6 +152,7 @@ async def claim_due(
             _notifications.c.message_id,
             _notifications.c.attempts,
             _notifications.c.send_by,
+            _notifications.c.request_id,
         )
     )
     rows = (await session.execute(stmt)).all()
@@ -178,6 +180,7 @@ async def claim_due(
             rescued=r.id in rescued,
             payload=extra[r.cancellation_id][0],
             reference=extra[r.cancellation_id][1],
+            request_id=r.request_id,
         )
         for r in rows
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,6 +14,7 @@ from cancelnotify.schemas.problem import problem_responses
 from cancelnotify.services import stats
 
 router = APIRouter(tags=["metrics"])
+log = logging.getLogger(__name__)
 
 
 @router.get(
@@ -69,6 +72,17 @@ class WebhookMetricsMiddleware:
             await self.app(scope, receive, send_and_count)
         finally:
             metrics: Metrics | None = getattr(scope["app"].state, "metrics", None)
-            named = scope.get("state", {}).get("webhook_outcome")
+            state = scope.get("state", {})
+            outcome = state.get("webhook_outcome") or webhook_outcome(status)
             if metrics is not None:
-                metrics.webhooks.labels(source, named or webhook_outcome(status)).inc()
+                metrics.webhooks.labels(source, outcome).inc()
+            log.info(
+                "webhook %s",
+                outcome,
+                extra={
+                    "source": source,
+                    "outcome": outcome,
+                    "status": status,
+                    "request_id": state.get("request_id"),
+                },
+            )
