@@ -72,7 +72,7 @@ class Conflict(CancelNotifyError):
 
 
 class IdempotencyKeyReused(CancelNotifyError):
-    status, type, title = 422, "idempotency-key-reused", "The Idempotency-Key was used before"
+    status, type, title = 409, "idempotency-key-reused", "The Idempotency-Key was used before"
 
 
 class ServiceUnavailable(CancelNotifyError):

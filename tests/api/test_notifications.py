@@ -277,7 +277,7 @@ class TestResend:
         ok = await client.post(f"{LIST}/{one}/resend", json={"reason": "x"}, headers=headers)
         assert ok.status_code == 201
         bad = await client.post(f"{LIST}/{two}/resend", json={"reason": "x"}, headers=headers)
-        assert_problem(bad, 422)
+        assert_problem(bad, 409)
 
     async def test_concurrent_requests_with_one_key_make_one_email(
         self, client: httpx.AsyncClient, sink: Sink

@@ -69,7 +69,7 @@ async def get_notification(
     summary="Send a finished notification again, as a new email (admin; audited)",
     responses={
         200: {"model": NotificationRead, "description": "Same Idempotency-Key: the first result"},
-        **problem_responses(401, 403, 404, 409, 422, 503),
+        **problem_responses(400, 401, 403, 404, 409, 422, 503),
     },
 )
 async def resend_notification(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from cancelnotify.api.deps import ApiKeyDep, ClockDep, SessionDep
-from cancelnotify.schemas.api import Stats
+from cancelnotify.schemas.api import IsoDateTime, Stats
 from cancelnotify.schemas.problem import problem_responses
 from cancelnotify.services import stats
 
@@ -25,7 +24,7 @@ async def get_stats(
     session: SessionDep,
     _key: ApiKeyDep,
     clock: ClockDep,
-    since: Annotated[datetime | None, Query(description="Default: 24 h before `until`")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="Default: 24 h before `until`")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="Default: now")] = None,
 ) -> Stats:
     return await stats.compute(session, since=since, until=until, now=clock())

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from cancelnotify.schemas.event import Reason
 from cancelnotify.states import Status
 
 Source = Literal["canonical", "shopify", "woocommerce"]
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+def _iso_only(value: object) -> object:
+    # pydantic would also take "1700000000" as Unix seconds; the contract is ISO 8601 only.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d\d-\d\d", value):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-26T10:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 class WebhookAccepted(BaseModel):
@@ -154,8 +165,8 @@ class NotificationFilters(BaseModel):
     )
     reason: Reason | None = None
     source: Source | None = None
-    since: datetime | None = Field(None, description="created_at >= since (naive means UTC)")
-    until: datetime | None = Field(None, description="created_at < until (naive means UTC)")
+    since: IsoDateTime | None = Field(None, description="created_at >= since (naive means UTC)")
+    until: IsoDateTime | None = Field(None, description="created_at < until (naive means UTC)")
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(
         None, max_length=200, pattern=PRINTABLE, description="next_cursor of the previous page"
