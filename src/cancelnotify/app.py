@@ -11,11 +11,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cancelnotify import __version__
-from cancelnotify.api import health, notifications, webhooks
+from cancelnotify.api import cancellations, health, metrics, notifications, stats, webhooks
 from cancelnotify.clock import Clock, utcnow
 from cancelnotify.db import create_engine, create_sessionmaker
 from cancelnotify.dispatcher import Dispatcher
 from cancelnotify.errors import install_handlers
+from cancelnotify.logging import request_id_var
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.sink import RecordingHandler
 from cancelnotify.mail.transport import Mailer
@@ -38,13 +39,17 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 def create_app(
@@ -58,9 +63,9 @@ def create_app(
         sessionmaker = create_sessionmaker(engine)
         renderer = Renderer(settings)
         mailer = Mailer(settings)
-        metrics = Metrics()
+        registry = Metrics()
         dispatcher = Dispatcher(
-            settings, sessionmaker, renderer, mailer, clock=clock, metrics=metrics
+            settings, sessionmaker, renderer, mailer, clock=clock, metrics=registry
         )
         app.state.settings = settings
         app.state.clock = clock
@@ -70,7 +75,7 @@ def create_app(
         app.state.mailer = mailer
         app.state.dispatcher = dispatcher
         app.state.mailbox = mailbox
-        app.state.metrics = metrics
+        app.state.metrics = registry
         if settings.dispatcher_enabled:
             dispatcher.start()
         try:
@@ -86,10 +91,14 @@ def create_app(
         summary="Order-cancellation emails: webhook in, email out, at once.",
         lifespan=lifespan,
     )
+    app.add_middleware(metrics.WebhookMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_handlers(app)
     app.include_router(webhooks.router)
     app.include_router(notifications.router)
+    app.include_router(cancellations.router)
+    app.include_router(stats.router)
+    app.include_router(metrics.router)
     app.include_router(health.router)
     if mailbox is not None:
         from cancelnotify.api import devmail

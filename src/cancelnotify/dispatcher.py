@@ -131,6 +131,11 @@ class Dispatcher:
     async def _deliver(self, claim: repository.Claim) -> None:
         if claim.rescued:
             self.metrics.lease_rescues.inc()
+        trace = {"notification_id": str(claim.id), "request_id": claim.request_id}
+        log.info(
+            "notification claimed",
+            extra={**trace, "attempt": claim.attempt, "rescued": claim.rescued},
+        )
         started = self.clock()
         t0 = time.perf_counter()
         subject = body_text = None
@@ -170,6 +175,18 @@ class Dispatcher:
                     retry_max=self.settings.retry_max_seconds,
                 )
         self._observe(result, time.perf_counter() - t0)
+        log.info(
+            "send result",
+            extra={
+                **trace,
+                "attempt": claim.attempt,
+                "outcome": result.outcome.value,
+                "smtp_code": result.code,
+                "status": transition.status.value,
+                "failure_reason": transition.failure_reason,
+                "duration_ms": int((time.perf_counter() - t0) * 1000),
+            },
+        )
         await self._record(
             claim,
             started,

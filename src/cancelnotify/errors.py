@@ -71,6 +71,10 @@ class Conflict(CancelNotifyError):
     status, type, title = 409, "conflict", "Conflict"
 
 
+class IdempotencyKeyReused(CancelNotifyError):
+    status, type, title = 409, "idempotency-key-reused", "The Idempotency-Key was used before"
+
+
 class ServiceUnavailable(CancelNotifyError):
     status, type, title = 503, "unavailable", "Temporarily unavailable; retry later"
 

@@ -6,7 +6,9 @@ import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -14,21 +16,44 @@ _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "color_message",
 }
 _CRLF = re.compile(r"[\r\n]+")
+# Defence in depth: an address that slips into a message (an access log's query string, a
+# relay's reply text) is written as `<email>`; the code logs ids and hashes, never addresses.
+_EMAIL = re.compile(r"[^\s<>\"'(),;:@/?&=]+@[^\s<>\"'(),;:@/?&=]+\.[A-Za-z]{2,}")
+_QUOTED_EMAIL = re.compile(
+    r"[^\s<>\"'(),;:@/?&=]+(?:%40)[^\s<>\"'(),;:@/?&=%]+\.[A-Za-z]{2,}", re.I
+)
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def scrub(value: str) -> str:
+    """One line, no email addresses."""
+    return _QUOTED_EMAIL.sub("<email>", _EMAIL.sub("<email>", _CRLF.sub(" ", value)))
+
+
+def _clean(value: Any) -> Any:
+    return scrub(value) if isinstance(value, str) else value
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; CR/LF are stripped from values so logs cannot be forged."""
+    """One JSON object per line; CR/LF stripped (no forged lines), addresses redacted.
+
+    `request_id` comes from the record, or else from the request being served.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": _CRLF.sub(" ", record.getMessage()),
+            "msg": scrub(record.getMessage()),
         }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            out["request_id"] = request_id
         for key, value in record.__dict__.items():
-            if key not in _SKIP and not key.startswith("_"):
-                out[key] = _CRLF.sub(" ", value) if isinstance(value, str) else value
+            if key not in _SKIP and not key.startswith("_") and value is not None:
+                out[key] = _clean(value)
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
         return json.dumps(out, default=str)

@@ -1,4 +1,4 @@
-"""ORM tables: cancellations, notifications (the outbox), delivery attempts and API keys."""
+"""ORM tables: cancellations, notifications (the outbox), delivery attempts, API keys, audit."""
 
 from __future__ import annotations
 
@@ -76,6 +76,10 @@ class Notification(Base):
         ),
         Index(None, "created_at", "id"),
         Index(None, "cancellation_id"),
+        # Ops list filters (GET /v1/notifications), newest first within each filter.
+        Index(None, "status", "created_at", "id"),
+        Index(None, "recipient", "created_at", "id"),
+        Index(None, "resend_of_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -143,3 +147,25 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """One ops action (a resend): who did it, when, why, and its idempotency key."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index(None, "notification_id"),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))
+    notification_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("notifications.id"))
+    result_notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("notifications.id"))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    api_key_name: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -8,12 +8,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Row,
+    Select,
+    Table,
+    Uuid,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from cancelnotify.models import ApiKey, Cancellation, DeliveryAttempt, Notification
+from cancelnotify.db import UtcDateTime
+from cancelnotify.models import ApiKey, AuditEvent, Cancellation, DeliveryAttempt, Notification
 from cancelnotify.states import DUE, Status
 
 _cancellations = cast(Table, Cancellation.__table__)
@@ -163,6 +181,7 @@ class Claim:
     rescued: bool
     payload: dict[str, Any] | None
     reference: str
+    request_id: str | None = None  # of the webhook that created it: logs follow it to SMTP
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -215,6 +234,7 @@ async def claim_due(
             _notifications.c.message_id,
             _notifications.c.attempts,
             _notifications.c.send_by,
+            _notifications.c.request_id,
         )
     )
     rows = (await session.execute(stmt)).all()
@@ -242,6 +262,7 @@ async def claim_due(
             rescued=r.id in rescued,
             payload=extra[r.cancellation_id][0],
             reference=extra[r.cancellation_id][1],
+            request_id=r.request_id,
         )
         for r in rows
     ]
@@ -368,3 +389,252 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
 async def find_api_key(session: AsyncSession, key_hash: str) -> ApiKey | None:
     stmt = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# --- ops reads (GET /v1/notifications, /v1/cancellations, /v1/stats, /metrics) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationQuery:
+    """Filters of the ops notification list; every field optional, combined with AND."""
+
+    status: str | None = None
+    order_id: str | None = None
+    recipient: str | None = None
+    reason: str | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    cancellation_ids: tuple[uuid.UUID, ...] | None = None
+
+
+def notification_list_statement(
+    query: NotificationQuery, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Select[Any]:
+    """Newest first by (created_at, id), keyset-paginated: rows inserted later never shift a page.
+
+    Every filter has an index that yields rows in this order (see migration 0002_ops), so the
+    database stops after `limit` rows instead of sorting the whole table.
+    """
+    n, c = _notifications, _cancellations
+    stmt = select(
+        n.c.id,
+        n.c.kind,
+        n.c.status,
+        n.c.recipient,
+        n.c.attempts,
+        n.c.message_id,
+        n.c.subject,
+        n.c.failure_reason,
+        n.c.created_at,
+        n.c.sent_at,
+        n.c.resend_of_id,
+        n.c.cancellation_id,
+        c.c.order_id,
+        c.c.order_number,
+        c.c.reason,
+        c.c.source,
+    ).join(c, c.c.id == n.c.cancellation_id)
+    if query.status is not None:
+        stmt = stmt.where(n.c.status == query.status)
+    if query.order_id is not None:
+        stmt = stmt.where(c.c.order_id == query.order_id)
+    if query.recipient is not None:
+        stmt = stmt.where(n.c.recipient == query.recipient)
+    if query.reason is not None:
+        stmt = stmt.where(c.c.reason == query.reason)
+    if query.source is not None:
+        stmt = stmt.where(c.c.source == query.source)
+    if query.since is not None:
+        stmt = stmt.where(n.c.created_at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(n.c.created_at < query.until)
+    if query.cancellation_ids is not None:
+        stmt = stmt.where(n.c.cancellation_id.in_(query.cancellation_ids))
+    if after is not None:
+        created_at, last_id = after
+        stmt = stmt.where(
+            tuple_(n.c.created_at, n.c.id)
+            < tuple_(literal(created_at, UtcDateTime()), literal(last_id, Uuid()))
+        )
+    return stmt.order_by(n.c.created_at.desc(), n.c.id.desc()).limit(limit)
+
+
+async def list_notifications(
+    session: AsyncSession,
+    query: NotificationQuery,
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[Row[Any]]:
+    stmt = notification_list_statement(query, after=after, limit=limit)
+    return list((await session.execute(stmt)).all())
+
+
+async def get_cancellation(
+    session: AsyncSession, cancellation_id: uuid.UUID
+) -> Cancellation | None:
+    return await session.get(Cancellation, cancellation_id)
+
+
+async def find_cancellations_by_order(
+    session: AsyncSession, order_id: str, *, source: str | None, limit: int
+) -> list[Cancellation]:
+    stmt = select(Cancellation).where(Cancellation.order_id == order_id)
+    if source is not None:
+        stmt = stmt.where(Cancellation.source == source)
+    stmt = stmt.order_by(Cancellation.received_at.desc(), Cancellation.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def resend_ids(session: AsyncSession, notification_id: uuid.UUID) -> list[uuid.UUID]:
+    stmt = (
+        select(_notifications.c.id)
+        .where(_notifications.c.resend_of_id == notification_id)
+        .order_by(_notifications.c.created_at, _notifications.c.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def audit_events_for(session: AsyncSession, notification_id: uuid.UUID) -> list[AuditEvent]:
+    stmt = (
+        select(AuditEvent)
+        .where(
+            or_(
+                AuditEvent.notification_id == notification_id,
+                AuditEvent.result_notification_id == notification_id,
+            )
+        )
+        .order_by(AuditEvent.created_at, AuditEvent.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def find_audit_by_idempotency_key(session: AsyncSession, key: str) -> AuditEvent | None:
+    stmt = select(AuditEvent).where(AuditEvent.idempotency_key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_audit_event(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """Insert unless its idempotency key is taken; None means another request holds the key.
+
+    On PostgreSQL a concurrent insert of the same key waits for the other transaction, then
+    sees its committed row, so a racing retry returns the first request's result.
+    """
+    stmt = (
+        _insert(session, AuditEvent.__table__)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(AuditEvent.__table__.c.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def set_audit_result(
+    session: AsyncSession, audit_id: uuid.UUID, result_notification_id: uuid.UUID
+) -> None:
+    await session.execute(
+        update(AuditEvent)
+        .where(AuditEvent.id == audit_id)
+        .values(result_notification_id=result_notification_id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """What /metrics reads from the database at scrape time."""
+
+    by_status: dict[str, int]
+    oldest_pending_at: datetime | None
+
+
+async def queue_state(session: AsyncSession) -> QueueState:
+    n = _notifications
+    counts = await session.execute(select(n.c.status, func.count()).group_by(n.c.status))
+    oldest = await session.execute(select(func.min(n.c.created_at)).where(n.c.status.in_(_PENDING)))
+    return QueueState({s: int(k) for s, k in counts.all()}, oldest.scalar_one_or_none())
+
+
+_PENDING = [Status.queued.value, Status.retrying.value, Status.sending.value]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRows:
+    """Aggregates over notifications created in a window (latency percentiles in seconds)."""
+
+    by_status: dict[str, int]
+    latency: tuple[float | None, float | None, float | None]
+    attempts: int
+    retries: int
+    retried: int
+    failure_reasons: list[tuple[str, int]]
+    oldest_pending_at: datetime | None
+
+
+def percentile_cont(values: list[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+async def stats(session: AsyncSession, *, since: datetime, until: datetime) -> StatsRows:
+    """Aggregates in SQL; percentiles with percentile_cont on PostgreSQL, in Python on SQLite."""
+    n = _notifications
+    window = and_(n.c.created_at >= since, n.c.created_at < until)
+    counts = await session.execute(
+        select(n.c.status, func.count()).where(window).group_by(n.c.status)
+    )
+    by_status = {s: int(k) for s, k in counts.all()}
+    sent = and_(window, n.c.status == Status.sent, n.c.sent_at.is_not(None))
+    latency: tuple[float | None, float | None, float | None]
+    if session.get_bind().dialect.name == "postgresql":
+        seconds = cast_(func.extract("epoch", n.c.sent_at - n.c.created_at), Float)
+        row = (
+            await session.execute(
+                select(
+                    *(func.percentile_cont(p).within_group(seconds) for p in (0.5, 0.95, 0.99))
+                ).where(sent)
+            )
+        ).one()
+        latency = (row[0], row[1], row[2])
+    else:
+        pairs = (await session.execute(select(n.c.created_at, n.c.sent_at).where(sent))).all()
+        values = [(s - c).total_seconds() for c, s in pairs]
+        latency = (
+            percentile_cont(values, 0.5),
+            percentile_cont(values, 0.95),
+            percentile_cont(values, 0.99),
+        )
+    extra = case((n.c.attempts > 1, n.c.attempts - 1), else_=0)
+    totals = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(n.c.attempts), 0),
+                func.coalesce(func.sum(extra), 0),
+                func.count().filter(n.c.attempts > 1),
+            ).where(window)
+        )
+    ).one()
+    label = func.coalesce(n.c.failure_reason, "unknown")
+    reasons = await session.execute(
+        select(label, func.count())
+        .where(window, n.c.status == Status.failed)
+        .group_by(label)
+        .order_by(func.count().desc(), label)
+        .limit(5)
+    )
+    oldest = await session.execute(select(func.min(n.c.created_at)).where(n.c.status.in_(_PENDING)))
+    return StatsRows(
+        by_status=by_status,
+        latency=latency,
+        attempts=int(totals[0]),
+        retries=int(totals[1]),
+        retried=int(totals[2]),
+        failure_reasons=[(r, int(k)) for r, k in reasons.all()],
+        oldest_pending_at=oldest.scalar_one_or_none(),
+    )

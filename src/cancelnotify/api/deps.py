@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cancelnotify import repository
@@ -80,10 +81,18 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def get_api_key(request: Request, session: SessionDep) -> ApiKey:
+# Documents `Authorization: Bearer` in OpenAPI; the checks (and their problem+json) are ours.
+_bearer = HTTPBearer(auto_error=False, description="An API key from `cancelnotify apikey create`")
+
+
+async def get_api_key(
+    request: Request,
+    session: SessionDep,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
             "Send Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"}
         )

@@ -26,8 +26,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries documenting problem+json bodies for these status codes."""
     return {
         status: {
-            "model": Problem,
-            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+            "model": Problem,  # registers #/components/schemas/Problem (and FieldError)
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
         }
         for status in statuses
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from cancelnotify.settings import Settings
 from cancelnotify.states import Status
 
 WAKE = "wake_dispatcher"
+log = logging.getLogger(__name__)
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
 
@@ -103,4 +106,17 @@ async def ingest(
             raise RuntimeError("notification conflict without a row")
         return IngestResult(cancellation_id, found[0], found[1], duplicate=True)
     session.info[WAKE] = True
+    log.info(
+        "cancellation stored",
+        extra={
+            "request_id": request_id,
+            "notification_id": str(notification_id),
+            "cancellation_id": str(cancellation_id),
+            "source": source,
+            "event_id": event.event_id,
+            "order_id": event.order.id,
+            # A hash, never the address: enough to correlate, useless to harvest.
+            "recipient_hash": hashlib.sha256(str(event.customer.email).encode()).hexdigest()[:16],
+        },
+    )
     return IngestResult(cancellation_id, notification_id, Status.queued, duplicate=False)
