@@ -163,7 +163,8 @@ class TestTemplateChecks:
         # Status and feedback links follow PUBLIC_BASE_URL: plain HTTP on a real host is flagged.
         wb = make_workbench(public_base_url="http://notify.shop.example")
         found = by_check(preview(wb), "insecure-link")
-        assert found and all("Not HTTPS: http://notify.shop.example/" in w.message for w in found)
+        assert found
+        assert all("Not HTTPS: http://notify.shop.example/" in w.message for w in found)
 
     def test_image_alt(self, tmp_path: Path, make_workbench: MakeWorkbench) -> None:
         write(
@@ -189,7 +190,8 @@ class TestTemplateChecks:
         write(
             tmp_path,
             "email/order_cancelled.subject",
-            "{% trans number=order_number %}We are very sorry to tell you that your order {{ number }} has been cancelled today{% endtrans %}",
+            "{% trans number=order_number %}We are very sorry to tell you that your order "
+            "{{ number }} has been cancelled today{% endtrans %}",
         )
         [warning] = by_check(preview(make_workbench(tmp_path)), "subject-length")
         assert warning.where.startswith("Subject: We are very sorry")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -339,7 +340,8 @@ async def _send_notice(
     if result.outcome is not Outcome.sent:
         return Notice(False, f"The SMTP server did not accept it: {result.code} {result.text}")
     where = "the dev mailbox" if access.dev else "the SMTP relay"
-    return Notice(True, f"Sent to {message['To']} through {where} ({message['Message-ID']}).")
+    address = parseaddr(str(message["To"]))[1]
+    return Notice(True, f"Sent to {address} through {where} ({message['Message-ID']}).")
 
 
 # --- sign-in ----------------------------------------------------------------------------------
