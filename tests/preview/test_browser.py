@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
 import socket
 import threading
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cancelnotify.app import create_app
@@ -18,6 +22,7 @@ from cancelnotify.mail.render import REASON_COPY, Renderer
 from cancelnotify.mail.sink import RecordingHandler
 from cancelnotify.preview.scenarios import SCENARIOS
 from cancelnotify.schemas.event import Reason
+from cancelnotify.services import apikeys
 from cancelnotify.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,11 +62,10 @@ def dev_settings(sqlite_url: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
-def server(dev_settings: Settings) -> Iterator[str]:
-    """uvicorn on a free loopback port in a thread, the app as `cancelnotify dev` builds it."""
+@contextlib.contextmanager
+def _uvicorn(app: FastAPI) -> Iterator[str]:
+    """Serve `app` on a free loopback port from a thread; yields the base URL."""
     port = _free_port()
-    app = create_app(dev_settings, mailbox=RecordingHandler())
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -76,6 +80,13 @@ def server(dev_settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(dev_settings: Settings) -> Iterator[str]:
+    """The app as `cancelnotify dev` builds it (the dev mailbox makes it dev)."""
+    with _uvicorn(create_app(dev_settings, mailbox=RecordingHandler())) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +145,27 @@ def test_paste_a_broken_event_and_see_the_field_error(server: str, page: Page) -
     ARTIFACTS.mkdir(exist_ok=True)
     error.scroll_into_view_if_needed()
     p.screenshot(path=str(ARTIFACTS / "preview-field-error.png"))
+
+
+def test_sign_in_with_an_api_key_in_serve(dev_settings: Settings, browser: Browser) -> None:
+    """`serve` with PREVIEW_ENABLED: the browser signs in once; the key never enters a URL."""
+    # Playwright's sync API keeps an event loop running here: create the key from a thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        key = pool.submit(asyncio.run, apikeys.create(dev_settings, "browser", "read")).result()
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        with _uvicorn(create_app(dev_settings)) as url:
+            p = context.new_page()
+            response = p.goto(f"{url}/preview")
+            assert response is not None
+            assert response.status == 401
+            p.fill("input[name=key]", key)
+            p.get_by_role("button", name="Sign in").click()
+            expect(p.get_by_role("heading", name="Templates \u00d7 locales")).to_be_visible()
+            assert key not in p.url
+            [cookie] = context.cookies()
+            assert cookie["httpOnly"]
+            assert cookie["sameSite"] == "Strict"
+            assert cookie["path"] == "/preview"
+    finally:
+        context.close()
