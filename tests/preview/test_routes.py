@@ -185,6 +185,7 @@ class TestDownloads:
         assert response.headers["content-disposition"] == (
             f'attachment; filename="order_cancelled-refund_paypal-nl.{fmt}"'
         )
+        assert "sandbox" in response.headers["content-security-policy"]
         if fmt == "eml":
             message = email.message_from_bytes(response.content, policy=default)
             assert message["Content-Language"] == "nl"
