@@ -11,7 +11,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cancelnotify import __version__
-from cancelnotify.api import cancellations, health, metrics, notifications, stats, webhooks
+from cancelnotify.api import (
+    cancellations,
+    health,
+    metrics,
+    notifications,
+    preview,
+    stats,
+    webhooks,
+)
 from cancelnotify.clock import Clock, utcnow
 from cancelnotify.db import create_engine, create_sessionmaker
 from cancelnotify.dispatcher import Dispatcher
@@ -100,6 +108,8 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
+    if settings.preview_enabled:  # off: every /preview URL is a 404 problem
+        preview.install(app)
     if mailbox is not None:
         from cancelnotify.api import devmail
 

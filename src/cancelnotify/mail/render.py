@@ -326,6 +326,41 @@ class Renderer:
         """The compiled catalog of one language (for previews and tests)."""
         return self._translations[language]
 
+    @property
+    def environment(self) -> Environment:
+        """The Jinja2 environment (read-only use: sources, parsing, for preview checks)."""
+        return self._env
+
+    def template_context(
+        self,
+        event: CancellationEventV1,
+        *,
+        notification_id: uuid.UUID,
+        reference: str,
+        template: str = "order_cancelled",
+        locale: str | None = None,
+    ) -> dict[str, Any]:
+        """The variables the HTML and text templates see, `subject` and `preheader` included.
+
+        For previews ("the data used") and static checks; `render` stays the one path for mail.
+        """
+        parts = self._templates.get(template)
+        if parts is None:
+            raise UnknownTemplateError(f"unknown template {template!r}")
+        tag = locale or event.customer.locale
+        language = negotiate_locale(tag, self._locales)
+        context = self._context(
+            event,
+            notification_id=notification_id,
+            reference=reference,
+            template=template,
+            language=language,
+            fmt=formatting_locale(tag, language),
+        )
+        context["subject"] = _one_line(parts["subject"].render(context))
+        context["preheader"] = self._preheader(context)
+        return context
+
     def render(
         self,
         event: CancellationEventV1,

@@ -1,0 +1,1 @@
+"""/preview: the template workbench (scenarios, checks, rendering for template authors)."""
