@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 
 import pytest
@@ -214,32 +213,17 @@ class TestTemplateChecks:
 
 
 class TestDefaultTemplates:
-    def test_only_known_warnings_in_every_template_locale_and_scenario(
+    def test_no_warnings_in_any_template_locale_or_scenario(
         self, default_workbench: Workbench
     ) -> None:
-        """The shipped templates are clean but for one finding, pinned here so it cannot grow.
-
-        `partials/order.html` links each item's page (`item.url`); `partials/order.txt` lists
-        the items without their URL, so text-missing-link fires once per item that has a URL.
-        """
+        """The shipped templates pass every check in every locale and scenario."""
         wb = default_workbench
-        counts: collections.Counter[tuple[str, str]] = collections.Counter()
         combos = 0
         for template in wb.templates():
             for scenario in wb.scenarios():
                 event = scenario.event()
-                items = {item.url for item in event.order.items[:50] if item.url}
                 for locale in wb.locales():
                     combos += 1
                     found = wb.preview(event, template=template, locale=locale).warnings
-                    for warning in found:
-                        counts[(template, warning.check)] += 1
-                        assert warning.check == "text-missing-link", warning
-                        assert template == "order_cancelled", warning
-                        assert (
-                            warning.message.removeprefix("The text part does not contain ") in items
-                        ), warning
-                    if template == "order_cancelled":
-                        assert len(found) == len(items)
+                    assert not found, (template, scenario.name, locale, found)
         assert combos == 2 * len(SCENARIOS) * 6
-        assert counts == {("order_cancelled", "text-missing-link"): 414}
