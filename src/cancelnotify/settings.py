@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         default="starttls", description="none, starttls (upgrade on 587/25) or tls (implicit, 465)"
     )
     smtp_validate_certs: bool = Field(default=True, description="Verify the relay's certificate")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="PEM bundle to trust instead of the system store (private relay)"
+    )
     smtp_pool_size: int = Field(default=2, ge=1, le=32, description="SMTP connections kept open")
     smtp_connect_timeout_seconds: Seconds = Field(default=10.0, description="TCP+greeting timeout")
     smtp_command_timeout_seconds: Seconds = Field(default=60.0, description="Per SMTP command")
@@ -95,7 +98,14 @@ class Settings(BaseSettings):
     dispatcher_concurrency: int = Field(default=8, ge=1, le=256, description="Sends in flight")
     dispatcher_enabled: bool = Field(default=True, description="Run the sender in this process")
     shutdown_grace_seconds: Seconds = Field(default=10.0, description="Finish sends on SIGTERM")
-    worker_id: str | None = Field(default=None, description="Replica name (defaults to host:pid)")
+    worker_id: str | None = Field(
+        default=None,
+        description="Replica name (defaults to host:pid); a random suffix is always added",
+    )
+    smtp_auth_pause_seconds: Seconds = Field(
+        default=300.0,
+        description="After a 530/535 (our credentials), pause sending this long, then probe",
+    )
 
     # --- web ------------------------------------------------------------------------------
     preview_enabled: bool = Field(default=False, description="Serve /preview (API key in serve)")
