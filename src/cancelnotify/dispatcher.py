@@ -91,6 +91,7 @@ class Dispatcher:
         self._stopping = False
         self._stop_deadline = float("inf")
         self._task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._jobs: dict[uuid.UUID, _Job] = {}
         # Pause after a 530/535: monotonic end of the pause; then one probe send at a time.
         self._paused_until: float | None = None
@@ -99,6 +100,7 @@ class Dispatcher:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cancelnotify-dispatcher")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="cancelnotify-lease")
 
     def wake(self) -> None:
         self._wake.set()
@@ -126,6 +128,10 @@ class Dispatcher:
                     task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
         # A task cancelled before its first step never ran its own hand-back.
         unstarted = [job.claim.id for job in jobs if not job.started]
         if unstarted:
@@ -329,35 +335,37 @@ class Dispatcher:
             m.delivery_latency.observe(max(0.0, (self.clock() - claim.created_at).total_seconds()))
 
     async def _send_with_lease(self, job: _Job, data: bytes) -> SendResult:
-        heartbeat = asyncio.create_task(self._heartbeat(job))
-        try:
-            return await self.mailer.send(self.sender, job.claim.recipient, data, job.progress)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+        # The lease is kept by `_heartbeat` from claim to record, for every job of this process.
+        return await self.mailer.send(self.sender, job.claim.recipient, data, job.progress)
 
-    async def _heartbeat(self, job: _Job) -> None:
-        """Extend the lease while a send is live, so a slow relay is not mistaken for a crash."""
+    async def _heartbeat(self) -> None:
+        """Extend every live claim's lease, so a slow relay is not mistaken for a crash.
+
+        One UPDATE per tick for all of this process's claims (claimed, sending, or writing the
+        outcome), every third of the lease: a stall has two chances before the lease runs out.
+        """
         lease = self.settings.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
+            jobs = list(self._jobs.values())
+            if not jobs:
+                continue
             try:
                 async with self.sessionmaker.begin() as session:
-                    owned = await repository.extend_lease(
+                    owned = await repository.extend_leases(
                         session,
-                        job.claim,
+                        [job.claim for job in jobs],
                         worker=self.worker,
                         until=self.clock() + timedelta(seconds=lease),
                     )
             except Exception as exc:
                 log.warning("lease extension failed", extra={"error": type(exc).__name__})
                 continue
-            if not owned:
-                # Another replica rescued the row: do not start DATA (the send stops after RCPT).
-                job.progress.lease_lost = True
-                log.warning("lease lost", extra={"notification_id": str(job.claim.id)})
-                return
+            for job in jobs:
+                if job.claim.id not in owned and not job.progress.lease_lost:
+                    # Another replica rescued the row: do not start DATA (the send stops at RCPT).
+                    job.progress.lease_lost = True
+                    log.warning("lease lost", extra={"notification_id": str(job.claim.id)})
 
     async def _record(
         self,

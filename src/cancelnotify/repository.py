@@ -209,13 +209,28 @@ def _owned(claim: Claim, worker: str) -> ColumnElement[bool]:
     )
 
 
-async def extend_lease(
-    session: AsyncSession, claim: Claim, *, worker: str, until: datetime
-) -> bool:
-    """Keep a live send's claim; False means the lease was lost to another replica."""
-    stmt = update(_notifications).where(_owned(claim, worker)).values(locked_until=until)
-    result = await session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+async def extend_leases(
+    session: AsyncSession, claims: Collection[Claim], *, worker: str, until: datetime
+) -> set[uuid.UUID]:
+    """Keep this worker's live claims (one statement per heartbeat); returns the ones still owned.
+
+    A claim missing from the answer was rescued by another replica after its lease ran out.
+    """
+    if not claims:
+        return set()
+    stmt = (
+        update(_notifications)
+        .where(
+            _notifications.c.id.in_([c.id for c in claims]),
+            _notifications.c.locked_by == worker,
+            _notifications.c.status == Status.sending,
+        )
+        .values(locked_until=until)
+        .returning(_notifications.c.id, _notifications.c.attempts)
+    )
+    numbers = {c.id: c.attempt for c in claims}
+    found = (await session.execute(stmt)).all()
+    return {r.id for r in found if numbers.get(r.id) == r.attempts}
 
 
 async def record_attempt(

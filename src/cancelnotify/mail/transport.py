@@ -154,11 +154,13 @@ class Mailer:
                     )
                 # 421: the server is closing this channel (RFC 5321 §3.8); never reuse it.
                 reuse = result.code != 421 and client.is_connected
+                progress.phase = Phase.done
                 return result
             except _ConnectFailed as failed:
+                progress.phase = Phase.done
                 return failed.result
             finally:
-                progress.phase = Phase.done
+                # On cancellation the phase stays where the send was cut: the caller needs it.
                 if reuse and client is not None and not self._closed:
                     self._idle.append(client)
                 else:
