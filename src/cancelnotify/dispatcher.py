@@ -175,9 +175,11 @@ class Dispatcher:
                 room = 1  # the pause is over: probe with one send before opening up
             if room <= 0:
                 return
+            t0 = time.monotonic()  # before the claim statement: the lease surely lasts to t0+L
             claims = await self._claim(room)
             for claim in claims:
                 job = _Job(claim)
+                job.progress.lease_until = t0 + self.settings.lease_seconds
                 job.task = asyncio.create_task(self._deliver(job))
                 self._jobs[claim.id] = job
                 job.task.add_done_callback(functools.partial(self._done, claim.id))
@@ -350,6 +352,7 @@ class Dispatcher:
             jobs = list(self._jobs.values())
             if not jobs:
                 continue
+            t0 = time.monotonic()
             try:
                 async with self.sessionmaker.begin() as session:
                     owned = await repository.extend_leases(
@@ -362,7 +365,12 @@ class Dispatcher:
                 log.warning("lease extension failed", extra={"error": type(exc).__name__})
                 continue
             for job in jobs:
-                if job.claim.id not in owned and not job.progress.lease_lost:
+                if job.claim.id in owned:
+                    job.progress.lease_until = t0 + lease
+                    continue
+                if job.progress.phase is Phase.done:
+                    continue  # recorded meanwhile (or about to be): the fence has the last word
+                if not job.progress.lease_lost:
                     # Another replica rescued the row: do not start DATA (the send stops at RCPT).
                     job.progress.lease_lost = True
                     log.warning("lease lost", extra={"notification_id": str(job.claim.id)})

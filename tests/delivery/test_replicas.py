@@ -126,8 +126,9 @@ class TestReplicasShareTheOutbox:
         assert len(counted) == 1000
         assert max(counted.values()) == 1
         assert await status_counts(db) == {"sent": 1000}
-        assert await scalar(db, "SELECT count(*) FROM delivery_attempts") == 1000
-        assert await scalar(db, "SELECT max(attempts) FROM notifications") == 1
+        # Under CPU starvation a lease can run out before DATA; the owner then stands down
+        # (no DATA) and a rescuer sends: extra claims, never extra copies.
+        reclaimed = await scalar(db, "SELECT count(*) FROM notifications WHERE attempts > 1")
         assert len(ids) == 1000
         shares = {w: n for w, n in per_worker}
         assert len(shares) == 3, shares  # every replica took part
@@ -138,6 +139,7 @@ class TestReplicasShareTheOutbox:
             lost=1000 - len(counted),
             seconds_incl_startup=round(elapsed, 1),
             per_replica=shares,
+            reclaimed_rows=reclaimed,
         )
 
 

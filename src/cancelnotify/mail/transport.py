@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,6 +38,12 @@ class SendProgress:
 
     phase: Phase = Phase.waiting
     lease_lost: bool = False  # set by the heartbeat: do not start DATA, another replica owns it
+    # Monotonic time our lease surely lasts to (measured from before the DB statement that set
+    # it). Past it another replica may have rescued the row, so DATA must not start.
+    lease_until: float = float("inf")
+
+    def may_start_data(self) -> bool:
+        return not self.lease_lost and time.monotonic() < self.lease_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +223,8 @@ class Mailer:
             stage = "RCPT TO"
             # One recipient per message: a refusal here is that recipient's own verdict.
             await client.rcpt(recipient, timeout=timeout)
-            if progress.lease_lost:
+            if not progress.may_start_data():
+                # Stalled past our lease (or rescued): starting DATA now could double-send.
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                     await client.rset(timeout=timeout)
                 return SendResult(Outcome.transient, None, "lease lost before DATA; not sent")
