@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -213,7 +214,14 @@ async def start_sink(
         "data_size_limit": 10 * 1024 * 1024,
     }
     options.update(smtp_kwargs)
-    return await loop.create_server(lambda: SinkSMTP(handler, **options), host=host, port=port)
+
+    def factory() -> SinkSMTP:
+        with warnings.catch_warnings():
+            # A test relay may demand AUTH over plain TCP on loopback; aiosmtpd warns each time.
+            warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+            return SinkSMTP(handler, **options)
+
+    return await loop.create_server(factory, host=host, port=port)
 
 
 def sink_port(server: asyncio.Server) -> int:
