@@ -1,4 +1,18 @@
-"""The sender: claim due notifications, render, send over SMTP, record, move the state machine."""
+"""The sender: claim due notifications, render, send over SMTP, record, move the state machine.
+
+Duplicates, and where they can still come from (RELIABILITY.md §1-2):
+- A claim is a lease (`locked_until`) kept alive by a heartbeat while the send is live, so a
+  slow relay is never mistaken for a dead replica. Every write after the claim is fenced on
+  (owner, claim number), so a replica that lost its lease cannot overwrite a rescuer's outcome.
+- A replica that dies before DATA leaves a row that another replica rescues after the lease:
+  nothing reached the relay, so the rescue sends the only copy.
+- A replica that dies (or a send that is cut) after DATA began may have delivered already; the
+  rescue resends with the same Message-ID. That is the one duplicate window SMTP cannot close;
+  cuts we see are counted in `cancelnotify_ambiguous_sends_total`.
+- Graceful shutdown: claimed rows that have not reached DATA are released at once (no copy on
+  the wire, no attempt spent). Sends already in DATA get `shutdown_grace_seconds` to finish;
+  past that they are cut and recorded as ambiguous, due again after backoff.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +25,9 @@ import secrets
 import socket
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,18 +36,34 @@ from cancelnotify.clock import Clock, utcnow
 from cancelnotify.errors import is_retryable_db_error
 from cancelnotify.mail.message import build_message_bytes
 from cancelnotify.mail.render import Renderer
-from cancelnotify.mail.transport import Mailer, SendResult
+from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult
 from cancelnotify.metrics import Metrics, code_class
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
-from cancelnotify.states import Outcome, Status, Transition, after_attempt
+from cancelnotify.states import LIFETIME_EXCEEDED, Outcome, Status, Transition, after_attempt
 
 log = logging.getLogger(__name__)
 
 
 def default_worker_id() -> str:
-    # A random suffix: a restarted pod with the same name must not look like the old owner.
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def instance_id(name: str | None) -> str:
+    """The lease owner: the replica name plus a random suffix, fresh on every start.
+
+    A restarted pod that reuses its name (or a fixed WORKER_ID) must not look like the old
+    owner: its rows are rescued by lease expiry like anyone's, never adopted or stranded.
+    """
+    return f"{name or default_worker_id()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class _Job:
+    claim: repository.Claim
+    progress: SendProgress = field(default_factory=SendProgress)
+    task: asyncio.Task[None] | None = None
+    started: bool = False
 
 
 class Dispatcher:
@@ -53,15 +85,22 @@ class Dispatcher:
         self.mailer = mailer
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.worker = settings.worker_id or default_worker_id()
+        self.worker = instance_id(settings.worker_id)
+        self.sender = parseaddr(settings.mail_from)[1]
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stop_deadline = float("inf")
         self._task: asyncio.Task[None] | None = None
-        self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._jobs: dict[uuid.UUID, _Job] = {}
+        # Pause after a 530/535: monotonic end of the pause; then one probe send at a time.
+        self._paused_until: float | None = None
+        self._probe: uuid.UUID | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cancelnotify-dispatcher")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="cancelnotify-lease")
 
     def wake(self) -> None:
         self._wake.set()
@@ -69,22 +108,46 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop claiming, let in-flight sends finish within the grace period, release the rest."""
         self._stopping = True
+        grace = self.settings.shutdown_grace_seconds
+        self._stop_deadline = time.monotonic() + grace
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._inflight:
-            _, pending = await asyncio.wait(
-                list(self._inflight.values()), timeout=self.settings.shutdown_grace_seconds
-            )
-            for task in pending:
+        jobs = list(self._jobs.values())
+        tasks = {job.task: job for job in jobs if job.task is not None}
+        # Claimed but nothing on the wire yet: give them back now rather than after the grace.
+        for task, job in tasks.items():
+            if job.progress.phase is Phase.waiting:
                 task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                # A finished send only has its DB write left, which bounds itself: never cut it.
+                if tasks[task].progress.phase is not Phase.done:
+                    task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        # A task cancelled before its first step never ran its own hand-back.
+        unstarted = [job.claim.id for job in jobs if not job.started]
+        if unstarted:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5), self.sessionmaker.begin() as session:
+                    await repository.release(
+                        session, unstarted, worker=self.worker, now=self.clock()
+                    )
 
     @property
     def inflight(self) -> int:
-        return len(self._inflight)
+        return len(self._jobs)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_until is not None
 
     # -- loop -----------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -96,25 +159,39 @@ class Dispatcher:
                     log.exception("dispatcher claim failed")
                 else:
                     log.warning("dispatcher: database unavailable", extra={"error": repr(exc)})
+            timeout = self.settings.poll_interval_seconds
+            if self._paused_until is not None:
+                timeout = min(timeout, max(0.01, self._paused_until - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
 
     async def _fill(self) -> None:
         while not self._stopping:
-            room = self.settings.dispatcher_concurrency - len(self._inflight)
+            room = self.settings.dispatcher_concurrency - len(self._jobs)
+            if self._paused_until is not None:
+                if time.monotonic() < self._paused_until or self._probe is not None:
+                    return
+                room = 1  # the pause is over: probe with one send before opening up
             if room <= 0:
                 return
+            t0 = time.monotonic()  # before the claim statement: the lease surely lasts to t0+L
             claims = await self._claim(room)
             for claim in claims:
-                task = asyncio.create_task(self._deliver(claim))
-                self._inflight[claim.id] = task
-                task.add_done_callback(functools.partial(self._done, claim.id))
-            if len(claims) < room:
+                job = _Job(claim)
+                job.progress.lease_until = t0 + self.settings.lease_seconds
+                job.task = asyncio.create_task(self._deliver(job))
+                self._jobs[claim.id] = job
+                job.task.add_done_callback(functools.partial(self._done, claim.id))
+                if self._paused_until is not None:
+                    self._probe = claim.id
+            if len(claims) < room or self._paused_until is not None:
                 return
 
     def _done(self, notification_id: uuid.UUID, _task: object = None) -> None:
-        self._inflight.pop(notification_id, None)
+        self._jobs.pop(notification_id, None)
+        if self._probe == notification_id:
+            self._probe = None
         self._wake.set()  # room for more
 
     async def _claim(self, limit: int) -> list[repository.Claim]:
@@ -125,10 +202,34 @@ class Dispatcher:
                 now=self.clock(),
                 lease=self.settings.lease_seconds,
                 limit=limit,
+                exclude=list(self._jobs),
+            )
+
+    # -- pause on configuration errors (530/535) ------------------------------------------
+    def _pause(self, result: SendResult) -> None:
+        seconds = self.settings.smtp_auth_pause_seconds
+        self._paused_until = time.monotonic() + seconds
+        self.metrics.sending_paused.set(1)
+        log.error(
+            "SMTP relay refused our credentials or requires AUTH: sending PAUSED; fix "
+            "CANCELNOTIFY_SMTP_USERNAME/PASSWORD; will probe again",
+            extra={"smtp_code": result.code, "pause_seconds": seconds, "worker": self.worker},
+        )
+
+    def _settle_pause(self, claim: repository.Claim, result: SendResult) -> None:
+        if result.outcome is Outcome.config:
+            self._pause(result)
+        elif self._paused_until is not None and self._probe == claim.id:
+            self._paused_until = None
+            self.metrics.sending_paused.set(0)
+            log.warning(
+                "SMTP relay accepts us again: sending resumed", extra={"worker": self.worker}
             )
 
     # -- one notification -----------------------------------------------------------------
-    async def _deliver(self, claim: repository.Claim) -> None:
+    async def _deliver(self, job: _Job) -> None:
+        job.started = True
+        claim = job.claim
         if claim.rescued:
             self.metrics.lease_rescues.inc()
         trace = {"notification_id": str(claim.id), "request_id": claim.request_id}
@@ -139,42 +240,44 @@ class Dispatcher:
         started = self.clock()
         t0 = time.perf_counter()
         subject = body_text = None
-        if started > claim.send_by:
-            result = SendResult(Outcome.permanent, None, "send-by deadline passed before sending")
-            transition = Transition(Status.failed, None, "lifetime_exceeded")
-        else:
-            try:
-                event = CancellationEventV1.model_validate(claim.payload or {})
-                rendered = self.renderer.render(
-                    event,
-                    notification_id=claim.id,
-                    reference=claim.reference,
-                    template=claim.kind,
-                    locale=claim.locale,
+        try:
+            if started > claim.send_by:
+                result = SendResult(
+                    Outcome.permanent, None, "send-by deadline passed before sending"
                 )
-            except Exception as exc:  # a bad payload or template bug must not retry forever
-                log.exception("render failed", extra={"notification_id": str(claim.id)})
-                result = SendResult(Outcome.permanent, None, f"render: {type(exc).__name__}")
-                transition = Transition(Status.failed, None, "render_error")
+                transition = Transition(Status.failed, None, LIFETIME_EXCEEDED)
             else:
-                subject, body_text = rendered.subject, rendered.text
-                message = build_message_bytes(
-                    rendered,
-                    self.settings,
-                    to=claim.recipient,
-                    to_name=event.customer.first_name,
-                    message_id=claim.message_id,
-                )
-                result = await self._send_with_lease(claim, message)
-                transition = after_attempt(
-                    result.outcome,
-                    attempt=claim.attempt,
-                    now=self.clock(),
-                    send_by=claim.send_by,
-                    retry_base=self.settings.retry_base_seconds,
-                    retry_max=self.settings.retry_max_seconds,
-                )
-        self._observe(result, time.perf_counter() - t0)
+                try:
+                    event = CancellationEventV1.model_validate(claim.payload or {})
+                    rendered = self.renderer.render(
+                        event,
+                        notification_id=claim.id,
+                        reference=claim.reference,
+                        template=claim.kind,
+                        locale=claim.locale,
+                    )
+                except Exception as exc:  # a bad payload or template bug must not retry forever
+                    log.exception("render failed", extra={"notification_id": str(claim.id)})
+                    result = SendResult(Outcome.permanent, None, f"render: {type(exc).__name__}")
+                    transition = Transition(Status.failed, None, "render_error")
+                else:
+                    subject, body_text = rendered.subject, rendered.text
+                    message = build_message_bytes(
+                        rendered,
+                        self.settings,
+                        to=claim.recipient,
+                        to_name=event.customer.first_name,
+                        message_id=claim.message_id,
+                    )
+                    result = await self._send_with_lease(job, message)
+                    transition = self._transition(claim, result)
+        except asyncio.CancelledError:
+            await self._abandon(job, started, int((time.perf_counter() - t0) * 1000))
+            raise
+        job.progress.phase = Phase.done
+        seconds = time.perf_counter() - t0
+        self._observe(claim, result, seconds)
+        self._settle_pause(claim, result)
         log.info(
             "send result",
             extra={
@@ -184,54 +287,110 @@ class Dispatcher:
                 "smtp_code": result.code,
                 "status": transition.status.value,
                 "failure_reason": transition.failure_reason,
-                "duration_ms": int((time.perf_counter() - t0) * 1000),
+                "duration_ms": int(seconds * 1000),
             },
         )
         await self._record(
-            claim,
-            started,
-            int((time.perf_counter() - t0) * 1000),
-            result,
-            transition,
-            subject,
-            body_text,
+            claim, started, int(seconds * 1000), result, transition, subject, body_text
         )
 
-    def _observe(self, result: SendResult, seconds: float) -> None:
+    def _transition(self, claim: repository.Claim, result: SendResult) -> Transition:
+        now = self.clock()
+        resume_at = None
+        if result.outcome is Outcome.config:
+            resume_at = now + timedelta(seconds=self.settings.smtp_auth_pause_seconds)
+        return after_attempt(
+            result.outcome,
+            attempt=claim.failures + 1,
+            now=now,
+            send_by=claim.send_by,
+            retry_base=self.settings.retry_base_seconds,
+            retry_max=self.settings.retry_max_seconds,
+            resume_at=resume_at,
+        )
+
+    async def _abandon(self, job: _Job, started: datetime, duration_ms: int) -> None:
+        """Shutdown cut this send: release it if nothing reached the relay, else record it."""
+        claim = job.claim
+        try:
+            async with asyncio.timeout(5):
+                if job.progress.phase in (Phase.waiting, Phase.smtp):
+                    async with self.sessionmaker.begin() as session:
+                        await repository.release(
+                            session, [claim.id], worker=self.worker, now=self.clock()
+                        )
+                    log.info("released on shutdown", extra={"notification_id": str(claim.id)})
+                elif job.progress.phase is Phase.data:
+                    result = SendResult(Outcome.ambiguous, None, "DATA: cut by shutdown")
+                    self._observe(claim, result, duration_ms / 1000)
+                    await self._record_once(
+                        claim,
+                        started,
+                        duration_ms,
+                        result,
+                        self._transition(claim, result),
+                        None,
+                        None,
+                    )
+        except Exception as exc:  # the lease runs out and another replica rescues the row
+            log.warning(
+                "could not hand back on shutdown; left to lease expiry",
+                extra={"notification_id": str(claim.id), "error": type(exc).__name__},
+            )
+
+    def _observe(self, claim: repository.Claim, result: SendResult, seconds: float) -> None:
         m = self.metrics
         m.attempts.labels(result.outcome.value).inc()
         m.smtp_replies.labels(code_class(result.code)).inc()
         m.send_seconds.observe(seconds)
         if result.outcome is Outcome.ambiguous:
             m.ambiguous_sends.inc()
+            log.warning(
+                "ambiguous send: the relay may have the message; resending with the same "
+                "Message-ID after backoff",
+                extra={"notification_id": str(claim.id)},
+            )
+        if result.outcome is Outcome.sent and claim.created_at is not None:
+            m.delivery_latency.observe(max(0.0, (self.clock() - claim.created_at).total_seconds()))
 
-    async def _send_with_lease(self, claim: repository.Claim, data: bytes) -> SendResult:
-        from email.utils import parseaddr
+    async def _send_with_lease(self, job: _Job, data: bytes) -> SendResult:
+        # The lease is kept by `_heartbeat` from claim to record, for every job of this process.
+        return await self.mailer.send(self.sender, job.claim.recipient, data, job.progress)
 
-        sender = parseaddr(self.settings.mail_from)[1]
-        heartbeat = asyncio.create_task(self._heartbeat(claim.id))
-        try:
-            return await self.mailer.send(sender, claim.recipient, data)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+    async def _heartbeat(self) -> None:
+        """Extend every live claim's lease, so a slow relay is not mistaken for a crash.
 
-    async def _heartbeat(self, notification_id: uuid.UUID) -> None:
-        """Extend the lease while a send is live, so a slow relay is not mistaken for a crash."""
+        One UPDATE per tick for all of this process's claims (claimed, sending, or writing the
+        outcome), every third of the lease: a stall has two chances before the lease runs out.
+        """
         lease = self.settings.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
+            jobs = list(self._jobs.values())
+            if not jobs:
+                continue
+            t0 = time.monotonic()
             try:
                 async with self.sessionmaker.begin() as session:
-                    await repository.extend_lease(
+                    owned = await repository.extend_leases(
                         session,
-                        notification_id,
+                        [job.claim for job in jobs],
                         worker=self.worker,
                         until=self.clock() + timedelta(seconds=lease),
                     )
             except Exception as exc:
                 log.warning("lease extension failed", extra={"error": type(exc).__name__})
+                continue
+            for job in jobs:
+                if job.claim.id in owned:
+                    job.progress.lease_until = t0 + lease
+                    continue
+                if job.progress.phase is Phase.done:
+                    continue  # recorded meanwhile (or about to be): the fence has the last word
+                if not job.progress.lease_lost:
+                    # Another replica rescued the row: do not start DATA (the send stops at RCPT).
+                    job.progress.lease_lost = True
+                    log.warning("lease lost", extra={"notification_id": str(job.claim.id)})
 
     async def _record(
         self,
@@ -243,36 +402,49 @@ class Dispatcher:
         subject: str | None,
         body_text: str | None,
     ) -> None:
-        # The SMTP outcome is a fact; keep trying to write it while the lease still protects us.
-        deadline = time.monotonic() + self.settings.lease_seconds
-        delay = 0.1
+        # The SMTP outcome is a fact: keep trying to write it while the database is away. The
+        # fence makes a late write harmless; until it lands a rescuer may resend (same Message-ID).
+        delay = 0.05
         while True:
             try:
-                async with self.sessionmaker.begin() as session:
-                    owned = await repository.record_attempt(
-                        session,
-                        claim=claim,
-                        worker=self.worker,
-                        started_at=started,
-                        duration_ms=duration_ms,
-                        outcome=result.outcome,
-                        smtp_code=result.code,
-                        smtp_text=result.text[:2000],
-                        status=transition.status,
-                        next_attempt_at=transition.next_attempt_at,
-                        failure_reason=transition.failure_reason,
-                        subject=subject,
-                        body_text=body_text,
-                        now=self.clock(),
-                    )
-                if not owned:
-                    log.warning(
-                        "lease lost before recording", extra={"notification": str(claim.id)}
-                    )
+                await self._record_once(
+                    claim, started, duration_ms, result, transition, subject, body_text
+                )
                 return
             except Exception as exc:
-                if not is_retryable_db_error(exc) or time.monotonic() > deadline:
+                give_up = self._stopping and time.monotonic() > self._stop_deadline
+                if not is_retryable_db_error(exc) or give_up:
                     log.exception("could not record attempt", extra={"notification": str(claim.id)})
                     return
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 0.5)
+
+    async def _record_once(
+        self,
+        claim: repository.Claim,
+        started: datetime,
+        duration_ms: int,
+        result: SendResult,
+        transition: Transition,
+        subject: str | None,
+        body_text: str | None,
+    ) -> None:
+        async with self.sessionmaker.begin() as session:
+            owned = await repository.record_attempt(
+                session,
+                claim=claim,
+                worker=self.worker,
+                started_at=started,
+                duration_ms=duration_ms,
+                outcome=result.outcome,
+                smtp_code=result.code,
+                smtp_text=result.text[:2000],
+                status=transition.status,
+                next_attempt_at=transition.next_attempt_at,
+                failure_reason=transition.failure_reason,
+                subject=subject,
+                body_text=body_text,
+                now=self.clock(),
+            )
+        if not owned:
+            log.warning("lease lost before recording", extra={"notification": str(claim.id)})

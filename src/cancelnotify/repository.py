@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -176,12 +177,14 @@ class Claim:
     recipient: str
     locale: str | None
     message_id: str
-    attempt: int
+    attempt: int  # this claim's number; with `locked_by` it fences every later write
     send_by: datetime
     rescued: bool
     payload: dict[str, Any] | None
     reference: str
     request_id: str | None = None  # of the webhook that created it: logs follow it to SMTP
+    failures: int = 0  # earlier transient/ambiguous attempts: drives the backoff
+    created_at: datetime | None = None
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -195,17 +198,31 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+_FAILURES = ("transient", "ambiguous")
+
+
 async def claim_due(
-    session: AsyncSession, *, worker: str, now: datetime, lease: float, limit: int
+    session: AsyncSession,
+    *,
+    worker: str,
+    now: datetime,
+    lease: float,
+    limit: int,
+    exclude: Collection[uuid.UUID] = (),
 ) -> list[Claim]:
     """Take up to `limit` due notifications: FOR UPDATE SKIP LOCKED on PostgreSQL.
 
     On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE), which is the
-    single-writer equivalent.
+    single-writer equivalent. `exclude` holds the rows this process is still working on: if
+    their lease ran out (say the database was away), another replica may rescue them, but this
+    one must not start a second send of its own.
     """
+    due = _due(now)
+    if exclude:
+        due = and_(due, _notifications.c.id.not_in(list(exclude)))
     candidates = (
         select(_notifications.c.id, _notifications.c.status)
-        .where(_due(now))
+        .where(due)
         .order_by(_notifications.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -235,9 +252,23 @@ async def claim_due(
             _notifications.c.attempts,
             _notifications.c.send_by,
             _notifications.c.request_id,
+            _notifications.c.created_at,
         )
     )
     rows = (await session.execute(stmt)).all()
+    failures: dict[uuid.UUID, int] = {
+        nid: count
+        for nid, count in (
+            await session.execute(
+                select(_attempts.c.notification_id, func.count())
+                .where(
+                    _attempts.c.notification_id.in_([r.id for r in rows]),
+                    _attempts.c.outcome.in_(_FAILURES),
+                )
+                .group_by(_attempts.c.notification_id)
+            )
+        ).all()
+    }
     ids = {r.cancellation_id for r in rows}
     extra = {
         r.id: (r.payload, r.reference)
@@ -263,26 +294,45 @@ async def claim_due(
             payload=extra[r.cancellation_id][0],
             reference=extra[r.cancellation_id][1],
             request_id=r.request_id,
+            failures=failures.get(r.id, 0),
+            created_at=r.created_at,
         )
         for r in rows
     ]
 
 
-async def extend_lease(
-    session: AsyncSession, notification_id: uuid.UUID, *, worker: str, until: datetime
-) -> bool:
-    """Keep a live send's claim; False means the lease was lost to another replica."""
+def _owned(claim: Claim, worker: str) -> ColumnElement[bool]:
+    """Still this claim: same worker, same claim number, still sending (lease fencing)."""
+    return and_(
+        _notifications.c.id == claim.id,
+        _notifications.c.locked_by == worker,
+        _notifications.c.attempts == claim.attempt,
+        _notifications.c.status == Status.sending,
+    )
+
+
+async def extend_leases(
+    session: AsyncSession, claims: Collection[Claim], *, worker: str, until: datetime
+) -> set[uuid.UUID]:
+    """Keep this worker's live claims (one statement per heartbeat); returns the ones still owned.
+
+    A claim missing from the answer was rescued by another replica after its lease ran out.
+    """
+    if not claims:
+        return set()
     stmt = (
         update(_notifications)
         .where(
-            _notifications.c.id == notification_id,
+            _notifications.c.id.in_([c.id for c in claims]),
             _notifications.c.locked_by == worker,
             _notifications.c.status == Status.sending,
         )
         .values(locked_until=until)
+        .returning(_notifications.c.id, _notifications.c.attempts)
     )
-    result = await session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    numbers = {c.id: c.attempt for c in claims}
+    found = (await session.execute(stmt)).all()
+    return {r.id for r in found if numbers.get(r.id) == r.attempts}
 
 
 async def record_attempt(
@@ -302,7 +352,12 @@ async def record_attempt(
     body_text: str | None,
     now: datetime,
 ) -> bool:
-    """Write the attempt row and move the notification, fenced on still owning the lease."""
+    """Write the attempt row and move the notification, fenced on still owning the claim.
+
+    The fence is the owner and the claim number, not `locked_until`: if the lease ran out
+    (the database was away) but nobody claimed the row since, the outcome still lands. The
+    attempt row is written either way; it is what happened on the wire.
+    """
     await session.execute(
         _attempts.insert().values(
             id=uuid.uuid4(),
@@ -332,13 +387,7 @@ async def record_attempt(
         values["subject"] = subject
         values["body_text"] = body_text
     result = await session.execute(
-        update(_notifications)
-        .where(
-            _notifications.c.id == claim.id,
-            _notifications.c.locked_by == worker,
-            _notifications.c.status == Status.sending,
-        )
-        .values(**values)
+        update(_notifications).where(_owned(claim, worker)).values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -346,7 +395,11 @@ async def record_attempt(
 async def release(
     session: AsyncSession, ids: list[uuid.UUID], *, worker: str, now: datetime
 ) -> None:
-    """Give claimed-but-unsent rows back (graceful shutdown) so any replica can take them."""
+    """Give claimed-but-unsent rows back (graceful shutdown) so any replica can take them.
+
+    Only for claims that put nothing on the wire after RCPT: the claim is undone (attempts
+    goes back down), so no attempt is recorded and no retry budget is spent.
+    """
     if not ids:
         return
     await session.execute(

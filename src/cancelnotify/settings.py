@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         default="starttls", description="none, starttls (upgrade on 587/25) or tls (implicit, 465)"
     )
     smtp_validate_certs: bool = Field(default=True, description="Verify the relay's certificate")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="PEM bundle to trust instead of the system store (private relay)"
+    )
     smtp_pool_size: int = Field(default=2, ge=1, le=32, description="SMTP connections kept open")
     smtp_connect_timeout_seconds: Seconds = Field(default=10.0, description="TCP+greeting timeout")
     smtp_command_timeout_seconds: Seconds = Field(default=60.0, description="Per SMTP command")
@@ -109,7 +112,12 @@ class Settings(BaseSettings):
     dispatcher_enabled: bool = Field(default=True, description="Run the sender in this process")
     shutdown_grace_seconds: Seconds = Field(default=10.0, description="Finish sends on SIGTERM")
     worker_id: str | None = Field(
-        default=None, description="Replica name in leases and logs (default: host:pid:random)"
+        default=None,
+        description="Replica name in leases and logs (default: host:pid); a random suffix is added",
+    )
+    smtp_auth_pause_seconds: Seconds = Field(
+        default=300.0,
+        description="After a 530/535 (our credentials), pause sending this long, then probe",
     )
 
     # --- web ------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class Outcome(StrEnum):
     config = "config"  # 530/535: our credentials are wrong; pause, do not burn retries
 
 
+LIFETIME_EXCEEDED = "lifetime_exceeded"
+
 TERMINAL = frozenset({Status.sent, Status.failed})
 DUE = frozenset({Status.queued, Status.retrying})
 
@@ -60,14 +62,37 @@ def after_attempt(
     send_by: datetime,
     retry_base: float,
     retry_max: float,
+    resume_at: datetime | None = None,
 ) -> Transition:
-    """Where a notification goes after an attempt with this outcome."""
+    """Where a notification goes after an attempt with this outcome.
+
+    `attempt` counts the failures of this notification so far, this one included; it drives
+    the backoff. A `config` outcome is not the message's failure: it goes back untouched, due
+    again when sending resumes (`resume_at`), without backoff.
+    """
     if outcome is Outcome.sent:
         return Transition(Status.sent, None)
     if outcome is Outcome.permanent:
         return Transition(Status.failed, None, "rejected")
-    # transient, ambiguous (resent with the same Message-ID) and config (after the pause) retry.
-    next_at = now + timedelta(seconds=backoff(attempt, retry_base, retry_max))
+    if outcome is Outcome.config:
+        next_at = resume_at or now
+    else:
+        # transient and ambiguous (resent with the same Message-ID) back off and retry.
+        next_at = now + timedelta(seconds=backoff(attempt, retry_base, retry_max))
     if next_at > send_by:
-        return Transition(Status.failed, None, "lifetime_exceeded")
+        return Transition(Status.failed, None, LIFETIME_EXCEEDED)
     return Transition(Status.retrying, next_at)
+
+
+def max_attempts_within(seconds: float, base: float, cap: float) -> int:
+    """The most attempts the backoff schedule allows in `seconds` (equal jitter, worst case).
+
+    Each wait is at least half its nominal delay; a hot loop would blow past this bound.
+    """
+    attempts, elapsed = 1, 0.0
+    while True:
+        wait = min(cap, base * 2.0 ** (attempts - 1)) / 2
+        if elapsed + wait > seconds:
+            return attempts
+        elapsed += wait
+        attempts += 1

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 import aiosmtplib
 
@@ -15,8 +17,33 @@ from cancelnotify.states import Outcome
 
 log = logging.getLogger(__name__)
 
-# RFC 5321 §4.2.1; 552 "too many recipients" is treated like 452 (RFC 5321 §4.5.3.1.10).
-CONFIG_CODES = frozenset({530, 535, 534, 538})
+# 530 authentication required, 534 mechanism too weak, 535 credentials invalid, 538 encryption
+# required for the mechanism (RFC 4954): our configuration is wrong, not the message.
+CONFIG_CODES = frozenset({530, 534, 535, 538})
+_DISCONNECTS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
+
+
+class Phase(StrEnum):
+    """How far one send got; decides what a crash or a shutdown at that point means."""
+
+    waiting = "waiting"  # claimed, waiting for a pool slot: nothing on the wire
+    smtp = "smtp"  # connecting, MAIL FROM, RCPT TO: the relay has no message yet
+    data = "data"  # DATA started: from here on the relay may hold the message (RFC 1047)
+    done = "done"  # the reply is in (or the attempt ended); only the DB write is left
+
+
+@dataclass
+class SendProgress:
+    """Shared between the dispatcher and one `Mailer.send` call."""
+
+    phase: Phase = Phase.waiting
+    lease_lost: bool = False  # set by the heartbeat: do not start DATA, another replica owns it
+    # Monotonic time our lease surely lasts to (measured from before the DB statement that set
+    # it). Past it another replica may have rescued the row, so DATA must not start.
+    lease_until: float = float("inf")
+
+    def may_start_data(self) -> bool:
+        return not self.lease_lost and time.monotonic() < self.lease_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +59,7 @@ def classify(code: int, text: str) -> Outcome:
         return Outcome.sent
     if code in CONFIG_CODES:
         return Outcome.config
+    # 552 "too many recipients" is the old spelling of 452 (RFC 5321 §4.5.3.1.10).
     if code == 552 and "too many recipients" in text.lower():
         return Outcome.transient
     if 400 <= code < 500:
@@ -39,21 +67,43 @@ def classify(code: int, text: str) -> Outcome:
     return Outcome.permanent
 
 
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "STARTTLS" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Mailer:
     """Keeps up to SMTP_POOL_SIZE connections open and sends one message per call."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.smtp_pool_size)
         self._closed = False
+        self._tls: ssl.SSLContext | None = None
+        self.connects = 0  # connections opened, for tests and the pool's own accounting
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if s.smtp_security == "none":
+            return None
+        if self._tls is None:
+            # Built once: loading the trust store per connection costs milliseconds.
+            context = ssl.create_default_context(
+                cafile=str(s.smtp_ca_file) if s.smtp_ca_file else None
+            )
+            if not s.smtp_validate_certs:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._tls = context
+        return self._tls
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
-        context = ssl.create_default_context() if s.smtp_security != "none" else None
-        if context is not None and not s.smtp_validate_certs:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         return aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
@@ -61,83 +111,171 @@ class Mailer:
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
             timeout=s.smtp_connect_timeout_seconds,
             use_tls=s.smtp_security == "tls",
-            start_tls=True if s.smtp_security == "starttls" else False,  # noqa: SIM210
+            # True, not None: without STARTTLS on offer we refuse to talk in the clear.
+            start_tls=s.smtp_security == "starttls",
             validate_certs=s.smtp_validate_certs,
-            tls_context=context,
+            tls_context=self._tls_context(),
             local_hostname="cancelnotify.localdomain",
         )
 
-    async def _acquire(self) -> aiosmtplib.SMTP:
-        await self._slots.acquire()
-        try:
-            client = self._idle.get_nowait()
-        except asyncio.QueueEmpty:
-            client = self._new_client()
-        if not client.is_connected:
-            try:
-                await client.connect()
-            except BaseException:
-                self._slots.release()
-                raise
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = self._new_client()
+        self.connects += 1
+        await client.connect()
         return client
 
-    def _release(self, client: aiosmtplib.SMTP, *, reuse: bool) -> None:
-        if reuse and client.is_connected and not self._closed:
-            self._idle.put_nowait(client)
-        else:
+    def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+        if client is not None:
             client.close()
-        self._slots.release()
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> SendResult:
-        """One SMTP transaction; never raises for SMTP or network trouble, it classifies it."""
-        s = self.settings
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        progress: SendProgress | None = None,
+    ) -> SendResult:
+        """One SMTP transaction; never raises for SMTP or network trouble, it classifies it.
+
+        Cancellation (shutdown) propagates; `progress.phase` then says how far the send got.
+        """
+        progress = progress or SendProgress()
+        async with self._slots:
+            progress.phase = Phase.smtp
+            client: aiosmtplib.SMTP | None = None
+            reuse = False
+            try:
+                client, reused = await self._checkout()
+                try:
+                    result = await self._transaction(
+                        client, reused, sender, recipient, message, progress
+                    )
+                except _StaleConnection:
+                    # A pooled connection the relay dropped while idle: nothing was sent on it,
+                    # so open a fresh one and carry on within the same attempt.
+                    self._discard(client)
+                    client = None
+                    client, _ = await self._checkout(pooled=False)
+                    result = await self._transaction(
+                        client, False, sender, recipient, message, progress
+                    )
+                # 421: the server is closing this channel (RFC 5321 §3.8); never reuse it.
+                reuse = result.code != 421 and client.is_connected
+                progress.phase = Phase.done
+                return result
+            except _ConnectFailed as failed:
+                progress.phase = Phase.done
+                return failed.result
+            finally:
+                # On cancellation the phase stays where the send was cut: the caller needs it.
+                if reuse and client is not None and not self._closed:
+                    self._idle.append(client)
+                else:
+                    self._discard(client)
+
+    async def _checkout(self, *, pooled: bool = True) -> tuple[aiosmtplib.SMTP, bool]:
+        while pooled and self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client, True
+            client.close()
         try:
-            client = await self._acquire()
+            return await self._connect(), False
         except aiosmtplib.SMTPAuthenticationError as exc:
-            return SendResult(Outcome.config, exc.code, exc.message)
+            raise _ConnectFailed(
+                SendResult(Outcome.config, exc.code, f"AUTH: {exc.message}")
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            return SendResult(classify(exc.code, exc.message), exc.code, exc.message)
+            # A 421/554 greeting, a refused EHLO or STARTTLS: classified by its own code.
+            raise _ConnectFailed(
+                SendResult(classify(exc.code, exc.message), exc.code, f"connect: {exc.message}")
+            ) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return SendResult(Outcome.transient, None, f"connect: {type(exc).__name__}: {exc}")
-        reuse = True
-        phase = "MAIL FROM"
+            if _is_tls_failure(exc):
+                # Fail closed: never fall back to plaintext. Retried like any connect failure.
+                log.error(
+                    "SMTP TLS negotiation failed; not sending in the clear",
+                    extra={"error": type(exc).__name__, "security": self.settings.smtp_security},
+                )
+                text = f"TLS: {type(exc).__name__}: {exc}"
+            else:
+                text = f"connect: {type(exc).__name__}: {exc}"
+            raise _ConnectFailed(SendResult(Outcome.transient, None, text)) from exc
+
+    async def _transaction(
+        self,
+        client: aiosmtplib.SMTP,
+        reused: bool,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        progress: SendProgress,
+    ) -> SendResult:
+        timeout = self.settings.smtp_command_timeout_seconds
+        stage = "MAIL FROM"
         try:
-            await client.mail(sender, timeout=s.smtp_command_timeout_seconds)
-            phase = "RCPT TO"
-            await client.rcpt(recipient, timeout=s.smtp_command_timeout_seconds)
-            phase = "DATA"
-            response = await client.data(message, timeout=s.smtp_data_timeout_seconds)
+            try:
+                await client.mail(sender, timeout=timeout)
+            except _DISCONNECTS as exc:
+                if reused:
+                    raise _StaleConnection from exc
+                raise
+            stage = "RCPT TO"
+            # One recipient per message: a refusal here is that recipient's own verdict.
+            await client.rcpt(recipient, timeout=timeout)
+            if not progress.may_start_data():
+                # Stalled past our lease (or rescued): starting DATA now could double-send.
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await client.rset(timeout=timeout)
+                return SendResult(Outcome.transient, None, "lease lost before DATA; not sent")
+            stage = "DATA"
+            progress.phase = Phase.data
+            response = await client.data(message, timeout=self.settings.smtp_data_timeout_seconds)
             return SendResult(Outcome.sent, response.code, response.message)
         except aiosmtplib.SMTPResponseException as exc:
-            outcome = classify(exc.code, exc.message)
-            if exc.code == 421:
-                reuse = False  # the server is closing this channel (RFC 5321 §3.8)
-            else:
+            # An explicit reply, even after the final dot, is never ambiguous.
+            if exc.code != 421 and client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                    await client.rset(timeout=s.smtp_command_timeout_seconds)
-            return SendResult(outcome, exc.code, f"{phase}: {exc.message}")
+                    await client.rset(timeout=timeout)
+            return SendResult(classify(exc.code, exc.message), exc.code, f"{stage}: {exc.message}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            reuse = False
-            # Once the message went out, a lost reply may hide an accepted mail (RFC 1047).
-            outcome = Outcome.ambiguous if phase == "DATA" else Outcome.transient
-            return SendResult(outcome, None, f"{phase}: {type(exc).__name__}: {exc}")
-        finally:
-            self._release(client, reuse=reuse)
+            client.close()
+            # Once DATA began, a lost reply may hide an accepted mail (RFC 1047).
+            outcome = Outcome.ambiguous if stage == "DATA" else Outcome.transient
+            return SendResult(outcome, None, f"{stage}: {type(exc).__name__}: {exc}")
+        except BaseException:
+            client.close()  # cancelled mid-conversation: the channel is in an unknown state
+            raise
 
     async def check(self) -> None:
         """Connect (or NOOP a pooled connection) to prove the relay answers; raises if not."""
-        client = await self._acquire()
-        ok = False
-        try:
-            await client.noop(timeout=self.settings.smtp_command_timeout_seconds)
-            ok = True
-        finally:
-            self._release(client, reuse=ok)
+        async with self._slots:
+            client: aiosmtplib.SMTP | None = None
+            ok = False
+            try:
+                client = self._idle.pop() if self._idle else await self._connect()
+                await client.noop(timeout=self.settings.smtp_command_timeout_seconds)
+                ok = True
+            finally:
+                if ok and client is not None and not self._closed:
+                    self._idle.append(client)
+                else:
+                    self._discard(client)
 
     async def close(self) -> None:
         self._closed = True
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
+        idle, self._idle = self._idle, []
+        for client in idle:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), 2)
             client.close()
+
+
+class _ConnectFailed(Exception):
+    def __init__(self, result: SendResult) -> None:
+        super().__init__(result.text)
+        self.result = result
+
+
+class _StaleConnection(Exception):
+    """A pooled connection turned out dead at MAIL FROM."""
