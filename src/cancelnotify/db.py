@@ -60,7 +60,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout (measured 13% of ingest throughput).
+        # A connection that died with the server fails its first statement instead; SQLAlchemy
+        # then invalidates the whole pool, that request answers 503 and the sender retries.
+        pool_pre_ping=False,
         pool_recycle=1800,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},
