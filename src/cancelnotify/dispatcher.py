@@ -243,7 +243,7 @@ class Dispatcher:
         try:
             if started > claim.send_by:
                 result = SendResult(
-                    Outcome.permanent, None, "send-by deadline passed before sending"
+                    Outcome.expired, None, "send-by deadline passed before sending"
                 )
                 transition = Transition(Status.failed, None, LIFETIME_EXCEEDED)
             else:

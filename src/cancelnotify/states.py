@@ -24,6 +24,7 @@ class Outcome(StrEnum):
     permanent = "permanent"  # 5xx: never retried
     ambiguous = "ambiguous"  # timeout/disconnect after the final dot: may have been delivered
     config = "config"  # 530/535: our credentials are wrong; pause, do not burn retries
+    expired = "expired"  # claimed after its send-by deadline: nothing was sent, it ends failed
 
 
 LIFETIME_EXCEEDED = "lifetime_exceeded"

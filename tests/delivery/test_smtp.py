@@ -293,7 +293,10 @@ class TestRelayOutage:
             assert await final(db) == {"failed": 1}
         found = await rows(db, "SELECT failure_reason FROM notifications")
         assert found[0][0] == "lifetime_exceeded"
-        assert set(await outcomes(db)) == {"transient"}
+        # Retries until the deadline; a retry that comes due just after it is not sent at all.
+        seen = await outcomes(db)
+        assert "transient" in seen
+        assert set(seen) <= {"transient", "expired"}
         assert len(sink.messages) == 0
 
 
