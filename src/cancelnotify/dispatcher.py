@@ -93,6 +93,9 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._jobs: dict[uuid.UUID, _Job] = {}
+        # Refill when a quarter of the slots are free: a claim is a transaction of 3 statements,
+        # so claiming per finished send would cost more than the send (profiled).
+        self._batch = max(1, settings.dispatcher_concurrency // 4)
         # Pause after a 530/535: monotonic end of the pause; then one probe send at a time.
         self._paused_until: float | None = None
         self._probe: uuid.UUID | None = None
@@ -173,8 +176,8 @@ class Dispatcher:
                 if time.monotonic() < self._paused_until or self._probe is not None:
                     return
                 room = 1  # the pause is over: probe with one send before opening up
-            if room <= 0:
-                return
+            if room <= 0 or (self._jobs and room < self._batch):
+                return  # a finishing send wakes us; claiming one row at a time costs a lot
             t0 = time.monotonic()  # before the claim statement: the lease surely lasts to t0+L
             claims = await self._claim(room)
             for claim in claims:
@@ -192,7 +195,8 @@ class Dispatcher:
         self._jobs.pop(notification_id, None)
         if self._probe == notification_id:
             self._probe = None
-        self._wake.set()  # room for more
+        if self.settings.dispatcher_concurrency - len(self._jobs) >= self._batch:
+            self._wake.set()  # room for a batch
 
     async def _claim(self, limit: int) -> list[repository.Claim]:
         async with self.sessionmaker.begin() as session:

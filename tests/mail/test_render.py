@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from babel.messages.pofile import read_po
 
@@ -28,6 +29,7 @@ from cancelnotify.mail.render import (
     Renderer,
     UnknownTemplateError,
     default_templates_dir,
+    fast_wordwrap,
 )
 from cancelnotify.schemas.event import CancellationEventV1, Reason, RefundMethod
 from cancelnotify.settings import Settings
@@ -420,3 +422,42 @@ def test_negotiation_is_used(renderer: Renderer, make_event: MakeEvent) -> None:
 
 def test_settings_fixture_is_isolated(settings: Settings) -> None:
     assert settings.signing_key() == b"test-signing-key"
+
+
+class TestFastWordwrap:
+    """The text part's wrap filter gives what Jinja's own `wordwrap` gives, on every template."""
+
+    @pytest.mark.parametrize("locale", ["en", "de", "fr", "es", "it", "nl"])
+    @pytest.mark.parametrize("template", ["order_cancelled", "refund_completed"])
+    def test_same_text_as_jinja_wordwrap(
+        self, settings: Settings, make_event: MakeEvent, locale: str, template: str
+    ) -> None:
+        fast = Renderer(settings)
+        slow = Renderer(settings)
+        slow.environment.filters["wordwrap"] = jinja2.filters.do_wordwrap
+        for reason in Reason:
+            event = make_event(**{"cancellation.reason": reason.value, "customer.locale": locale})
+            args = {"notification_id": NOTIFICATION_ID, "reference": REFERENCE}
+            assert (
+                fast.render(event, template=template, **args).text
+                == slow.render(event, template=template, **args).text
+            )
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "",
+            "a",
+            "  indented line  ",
+            "x" * 200,
+            "word " * 40,
+            "\n\n  \n\t\nend\xa0 ",
+            "a-b " * 30,
+        ],
+    )
+    def test_edge_cases(self, text: str) -> None:
+        env = jinja2.Environment(autoescape=False)  # noqa: S701 - plain text, no HTML
+        for width in (10, 72):
+            assert fast_wordwrap(text, width, False, None, False) == (
+                jinja2.filters.do_wordwrap(env, text, width, False, None, False)
+            )
