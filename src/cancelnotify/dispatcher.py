@@ -246,9 +246,7 @@ class Dispatcher:
         subject = body_text = None
         try:
             if started > claim.send_by:
-                result = SendResult(
-                    Outcome.expired, None, "send-by deadline passed before sending"
-                )
+                result = SendResult(Outcome.expired, None, "send-by deadline passed before sending")
                 transition = Transition(Status.failed, None, LIFETIME_EXCEEDED)
             else:
                 try:

@@ -217,6 +217,8 @@ async def claim_due(
     their lease ran out (say the database was away), another replica may rescue them, but this
     one must not start a second send of its own.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return await _claim_due_pg(session, worker, now, lease, limit, exclude)
     due = _due(now)
     if exclude:
         due = and_(due, _notifications.c.id.not_in(list(exclude)))
@@ -301,6 +303,78 @@ async def claim_due(
     ]
 
 
+# The claim in one statement on PostgreSQL: lock due rows (SKIP LOCKED), take them, and return
+# them with their payload and failure count. Same conditions as `_due`; one round trip instead
+# of four statements (profiled: the claim dominated the dispatcher's database time).
+_PG_CLAIM = text(
+    """
+WITH picked AS (
+  SELECT id, status AS old_status FROM notifications
+  WHERE ((status IN ('queued', 'retrying') AND next_attempt_at <= :now)
+         OR (status = 'sending' AND locked_until < :now))
+    AND NOT (id = ANY(CAST(:exclude AS uuid[])))
+  ORDER BY next_attempt_at
+  LIMIT :limit
+  FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE notifications AS n
+  SET status = 'sending', locked_until = :until, locked_by = :worker,
+      attempts = n.attempts + 1, updated_at = :now
+  FROM picked WHERE n.id = picked.id
+  RETURNING n.id, n.cancellation_id, n.kind, n.recipient, n.locale, n.message_id,
+            n.attempts, n.send_by, n.request_id, n.created_at, picked.old_status
+)
+SELECT claimed.*, c.payload, c.reference,
+       (SELECT count(*) FROM delivery_attempts AS a
+        WHERE a.notification_id = claimed.id
+          AND a.outcome IN ('transient', 'ambiguous')) AS failures
+FROM claimed JOIN cancellations AS c ON c.id = claimed.cancellation_id
+ORDER BY claimed.created_at
+"""
+)
+
+
+async def _claim_due_pg(
+    session: AsyncSession,
+    worker: str,
+    now: datetime,
+    lease: float,
+    limit: int,
+    exclude: Collection[uuid.UUID],
+) -> list[Claim]:
+    rows = (
+        await session.execute(
+            _PG_CLAIM,
+            {
+                "now": now,
+                "until": now + timedelta(seconds=lease),
+                "worker": worker,
+                "limit": limit,
+                "exclude": list(exclude),
+            },
+        )
+    ).all()
+    return [
+        Claim(
+            id=r.id,
+            cancellation_id=r.cancellation_id,
+            kind=r.kind,
+            recipient=r.recipient,
+            locale=r.locale,
+            message_id=r.message_id,
+            attempt=r.attempts,
+            send_by=r.send_by,
+            rescued=r.old_status == Status.sending,
+            payload=json.loads(r.payload) if isinstance(r.payload, str) else r.payload,
+            reference=r.reference,
+            request_id=r.request_id,
+            failures=r.failures,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
 def _owned(claim: Claim, worker: str) -> ColumnElement[bool]:
     """Still this claim: same worker, same claim number, still sending (lease fencing)."""
     return and_(
@@ -335,6 +409,30 @@ async def extend_leases(
     return {r.id for r in found if numbers.get(r.id) == r.attempts}
 
 
+# The attempt row and the fenced state change in one statement on PostgreSQL (one round trip).
+_PG_RECORD = text(
+    """
+WITH attempt AS (
+  INSERT INTO delivery_attempts
+    (id, notification_id, number, worker, started_at, duration_ms, outcome, smtp_code, smtp_text)
+  VALUES (:attempt_id, :id, :number, :worker, :started_at, :duration_ms, :outcome,
+          CAST(:smtp_code AS integer), CAST(:smtp_text AS text))
+)
+UPDATE notifications SET
+  status = :status, locked_until = NULL, locked_by = NULL, updated_at = :now,
+  last_error = CAST(:last_error AS text),
+  failure_reason = CAST(:failure_reason AS varchar),
+  next_attempt_at = COALESCE(CAST(:next_attempt_at AS timestamptz), next_attempt_at),
+  sent_at = COALESCE(CAST(:sent_at AS timestamptz), sent_at),
+  subject = COALESCE(CAST(:subject AS text), subject),
+  body_text = CASE WHEN CAST(:subject AS text) IS NULL THEN body_text
+                   ELSE CAST(:body_text AS text) END
+WHERE id = :id AND locked_by = :worker AND attempts = :number AND status = 'sending'
+RETURNING id
+"""
+)
+
+
 async def record_attempt(
     session: AsyncSession,
     *,
@@ -358,6 +456,30 @@ async def record_attempt(
     (the database was away) but nobody claimed the row since, the outcome still lands. The
     attempt row is written either way; it is what happened on the wire.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        found = await session.execute(
+            _PG_RECORD,
+            {
+                "attempt_id": uuid.uuid4(),
+                "id": claim.id,
+                "number": claim.attempt,
+                "worker": worker,
+                "started_at": started_at,
+                "duration_ms": duration_ms,
+                "outcome": outcome,
+                "smtp_code": smtp_code,
+                "smtp_text": smtp_text,
+                "status": status.value,
+                "now": now,
+                "last_error": None if status is Status.sent else smtp_text,
+                "failure_reason": failure_reason,
+                "next_attempt_at": next_attempt_at,
+                "sent_at": now if status is Status.sent else None,
+                "subject": subject,
+                "body_text": body_text,
+            },
+        )
+        return found.first() is not None
     await session.execute(
         _attempts.insert().values(
             id=uuid.uuid4(),

@@ -77,7 +77,7 @@ class TestKillMidSend:
                 n = await scalar(
                     db,
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'INSERT INTO delivery_attempts%'",
+                    "AND query LIKE '%INSERT INTO delivery_attempts%'",
                 )
                 return bool(n)
 
