@@ -23,6 +23,7 @@ from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, SendResult
 from cancelnotify.metrics import Metrics, code_class
 from cancelnotify.schemas.event import CancellationEventV1
+from cancelnotify.services.refunds import render_payload
 from cancelnotify.settings import Settings
 from cancelnotify.states import Outcome, Status, Transition, after_attempt
 
@@ -144,7 +145,10 @@ class Dispatcher:
             transition = Transition(Status.failed, None, "lifetime_exceeded")
         else:
             try:
-                event = CancellationEventV1.model_validate(claim.payload or {})
+                payload = await render_payload(
+                    self.sessionmaker, claim.kind, claim.cancellation_id, claim.payload
+                )
+                event = CancellationEventV1.model_validate(payload)
                 rendered = self.renderer.render(
                     event,
                     notification_id=claim.id,
