@@ -19,6 +19,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    null,
     or_,
     select,
     text,
@@ -881,7 +882,7 @@ async def purge_before(session: AsyncSession, cutoff: datetime) -> dict[str, int
         "payloads": await run(
             update(_cancellations)
             .where(_cancellations.c.received_at < cutoff, _cancellations.c.payload.is_not(None))
-            .values(payload=None)
+            .values(payload=null())
         ),
         "bodies": await run(
             update(_notifications)

@@ -40,7 +40,7 @@ async def list_callbacks(
     status_code=status.HTTP_200_OK,
     response_model=CallbackRead,
     summary="Close a call-back task with its outcome and a note (admin)",
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
 )
 async def complete_callback(
     callback_id: uuid.UUID,

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/cancellations", tags=["refunds"])
     summary="Record a refund update; `completed` queues one 'refund is on its way' email",
     responses={
         200: {"model": RefundEventResult, "description": "Same Idempotency-Key: the first result"},
-        **problem_responses(401, 403, 404, 409, 422, 503),
+        **problem_responses(400, 401, 403, 404, 409, 422, 503),
     },
 )
 async def post_refund_event(

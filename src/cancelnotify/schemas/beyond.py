@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cancelnotify.schemas.event import Currency, Money, RefundMethod
+from cancelnotify.schemas.event import Currency
+from cancelnotify.settings import RefundMethodName
 
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # free text: lines, but no control chars
 RefundEventKind = Literal["initiated", "completed", "failed"]
 CallbackStatus = Literal["open", "completed"]
 CallbackOutcome = Literal["reached", "voicemail", "no_answer", "wrong_number", "declined"]
@@ -21,11 +23,13 @@ class RefundEventCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: RefundEventKind = Field(description="initiated, completed or failed")
-    amount: Money = Field(description='Decimal string, e.g. "129.90"')
+    amount: str = Field(
+        pattern=r"^\d{1,15}(\.\d{1,4})?$", description='Decimal string, e.g. "129.90"'
+    )
     currency: Currency | None = Field(
         default=None, description="Default: the currency of the cancelled order's refund"
     )
-    method: RefundMethod | None = Field(
+    method: RefundMethodName | None = Field(
         default=None, description="Default: the method in the cancellation event"
     )
     occurred_at: AwareDatetime | None = Field(default=None, description="Default: now")
@@ -101,7 +105,12 @@ class CallbackComplete(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcome: CallbackOutcome
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=TEXT,
+        description="What was agreed (kept until retention)",
+    )
 
 
 class FeedbackScore(BaseModel):

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,7 +69,7 @@ async def record(
     original = (cancellation.payload or {}).get("refund") or {}
     order = (cancellation.payload or {}).get("order") or {}
     currency = body.currency or original.get("currency") or order.get("currency")
-    method = body.method.value if body.method else original.get("method")
+    method = body.method or original.get("method")
     if currency is None or (body.kind == "completed" and method in (None, "none")):
         raise InvalidEvent(
             "This cancellation carries no refund: say its method and currency",
@@ -83,7 +84,7 @@ async def record(
             "id": event_id,
             "cancellation_id": cancellation_id,
             "kind": body.kind,
-            "amount": format(body.amount, "f"),
+            "amount": format(Decimal(body.amount), "f"),
             "currency": currency,
             "method": method,
             "idempotency_key": idempotency_key,
@@ -164,7 +165,7 @@ async def _replay(
     previous = await repository.find_refund_event_by_key(session, cancellation_id, key)
     if previous is None:
         return None
-    if previous.kind != body.kind or previous.amount != format(body.amount, "f"):
+    if previous.kind != body.kind or previous.amount != format(Decimal(body.amount), "f"):
         raise IdempotencyKeyReused("This Idempotency-Key was used for another refund event")
     return await _result(session, cancellation_id, previous.id, duplicate=False)
 
