@@ -28,7 +28,16 @@ SECRET_KEY = b"test-secret-key-0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
 ADMIN_KEY = "cn_test_admin_key"
 READ_KEY = "cn_test_read_key"
-TABLES = ("audit_events", "delivery_attempts", "notifications", "cancellations", "api_keys")
+TABLES = (
+    "engagement_events",
+    "refund_events",
+    "callbacks",
+    "audit_events",
+    "delivery_attempts",
+    "notifications",
+    "cancellations",
+    "api_keys",
+)
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cancelnotify import __version__
 from cancelnotify.api import (
+    callbacks,
     cancellations,
+    customer,
     health,
     metrics,
     notifications,
     preview,
+    refunds,
     stats,
     webhooks,
 )
@@ -108,6 +111,9 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
+    app.include_router(refunds.router)
+    app.include_router(callbacks.router)
+    app.include_router(customer.router)
     if settings.preview_enabled:  # off: every /preview URL is a 404 problem
         preview.install(app)
     if mailbox is not None:

@@ -1,4 +1,4 @@
-"""Command line: dev, serve, migrate, apikey, render, send-sample: parse, build Settings, call."""
+"""Command line: dev, serve, migrate, apikey, render, purge, send-sample: parse, build, call."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config", help="print every setting with its default (Markdown)")
 
+    purge = sub.add_parser("purge", help="data retention: clear personal data past a horizon")
+    purge.add_argument("--older-than", required=True, help="e.g. 90d, 12h, 30m")
+
     sample = sub.add_parser("send-sample", help="POST a freshly signed sample webhook")
     sample.add_argument("--url", default="http://127.0.0.1:8000")
     sample.add_argument("--reason", default="out_of_stock")
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             "apikey": _apikey,
             "render": _render,
             "send-sample": _send_sample,
+            "purge": _purge,
         }
         return handlers[args.command](args, settings)
     except SettingsError as exc:
@@ -309,4 +313,19 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
         render_to_format(Renderer(settings), event, args.format, settings, args.locale)
     )
     sys.stdout.write("\n")
+    return 0
+
+
+# --- purge ------------------------------------------------------------------------------
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    from cancelnotify.clock import utcnow
+    from cancelnotify.services.retention import parse_horizon, run_purge
+
+    try:
+        horizon = parse_horizon(args.older_than)
+    except ValueError as exc:
+        print(f"cancelnotify: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    counts = asyncio.run(run_purge(settings, older_than=horizon, now=utcnow()))
+    _out(" ".join(f"{name}={count}" for name, count in counts.items()))
     return 0

@@ -39,6 +39,7 @@ from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult
 from cancelnotify.metrics import Metrics, code_class
 from cancelnotify.schemas.event import CancellationEventV1
+from cancelnotify.services.refunds import render_payload
 from cancelnotify.settings import Settings
 from cancelnotify.states import LIFETIME_EXCEEDED, Outcome, Status, Transition, after_attempt
 
@@ -250,7 +251,11 @@ class Dispatcher:
                 transition = Transition(Status.failed, None, LIFETIME_EXCEEDED)
             else:
                 try:
-                    event = CancellationEventV1.model_validate(claim.payload or {})
+                    # A follow-up (refund_completed) merges its refund event into the payload.
+                    payload = await render_payload(
+                        self.sessionmaker, claim.kind, claim.cancellation_id, claim.payload
+                    )
+                    event = CancellationEventV1.model_validate(payload)
                     rendered = self.renderer.render(
                         event,
                         notification_id=claim.id,
@@ -258,10 +263,16 @@ class Dispatcher:
                         template=claim.kind,
                         locale=claim.locale,
                     )
-                except Exception as exc:  # a bad payload or template bug must not retry forever
-                    log.exception("render failed", extra={"notification_id": str(claim.id)})
-                    result = SendResult(Outcome.permanent, None, f"render: {type(exc).__name__}")
-                    transition = Transition(Status.failed, None, "render_error")
+                except Exception as exc:
+                    if is_retryable_db_error(exc):  # the follow-up's lookup: nothing was sent
+                        result = SendResult(Outcome.transient, None, "render: database away")
+                        transition = self._transition(claim, result)
+                    else:  # a bad payload or template bug must not retry forever
+                        log.exception("render failed", extra={"notification_id": str(claim.id)})
+                        result = SendResult(
+                            Outcome.permanent, None, f"render: {type(exc).__name__}"
+                        )
+                        transition = Transition(Status.failed, None, "render_error")
                 else:
                     subject, body_text = rendered.subject, rendered.text
                     message = build_message_bytes(

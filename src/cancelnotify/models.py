@@ -169,3 +169,77 @@ class AuditEvent(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RefundEvent(Base):
+    """One refund update from the shop (initiated, completed, failed) for a cancellation."""
+
+    __tablename__ = "refund_events"
+    __table_args__ = (
+        CheckConstraint("kind IN ('initiated', 'completed', 'failed')", name="kind"),
+        UniqueConstraint("cancellation_id", "idempotency_key"),
+        Index(None, "cancellation_id", "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    cancellation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cancellations.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[str] = mapped_column(String(32))  # a decimal string, never a float
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str | None] = mapped_column(String(20))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # The follow-up email a `completed` event queued (None: not this event, or already sent).
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("notifications.id"))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CallbackTask(Base):
+    """A personal phone call to make: only what the call needs (no email, no address)."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'completed')", name="status"),
+        UniqueConstraint("cancellation_id"),
+        Index(None, "status", "due_at"),
+        Index(None, "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    cancellation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cancellations.id"))
+    order_number: Mapped[str] = mapped_column(String(100))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(40))
+    rules: Mapped[str] = mapped_column(String(200))  # why it was opened: high_value, vip, reason
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+    completed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class EngagementEvent(Base):
+    """A feedback answer, an open or a click, at most once per `dedupe_key`.
+
+    Retention clears `notification_id` and `detail` past the horizon but keeps the row, so
+    counts stay and a late second click still finds its key.
+    """
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (
+        CheckConstraint("kind IN ('feedback', 'open', 'click')", name="kind"),
+        UniqueConstraint("dedupe_key"),
+        Index(None, "notification_id"),
+        Index(None, "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("notifications.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(40))  # yes/no, or the link: reorder, alternative
+    detail: Mapped[str | None] = mapped_column(Text)  # the clicked URL
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)

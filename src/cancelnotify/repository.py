@@ -20,6 +20,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    null,
     or_,
     select,
     text,
@@ -32,7 +33,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cancelnotify.db import UtcDateTime
-from cancelnotify.models import ApiKey, AuditEvent, Cancellation, DeliveryAttempt, Notification
+from cancelnotify.models import (
+    ApiKey,
+    AuditEvent,
+    CallbackTask,
+    Cancellation,
+    DeliveryAttempt,
+    EngagementEvent,
+    Notification,
+    RefundEvent,
+)
 from cancelnotify.states import DUE, Status
 
 _cancellations = cast(Table, Cancellation.__table__)
@@ -813,3 +823,271 @@ async def stats(session: AsyncSession, *, since: datetime, until: datetime) -> S
         failure_reasons=[(r, int(k)) for r, k in reasons.all()],
         oldest_pending_at=oldest.scalar_one_or_none(),
     )
+
+
+# --- beyond the email: refund events, call-back tasks, engagement, retention ---------------
+
+
+async def insert_refund_event(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """Insert unless (cancellation_id, idempotency_key) exists; None means a replay."""
+    table = RefundEvent.__table__
+    stmt = _insert(session, table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_refund_event_by_key(
+    session: AsyncSession, cancellation_id: uuid.UUID, idempotency_key: str
+) -> RefundEvent | None:
+    stmt = select(RefundEvent).where(
+        RefundEvent.cancellation_id == cancellation_id,
+        RefundEvent.idempotency_key == idempotency_key,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def refund_events_for(session: AsyncSession, cancellation_id: uuid.UUID) -> list[RefundEvent]:
+    """Every refund update of a cancellation, in the order they happened."""
+    stmt = (
+        select(RefundEvent)
+        .where(RefundEvent.cancellation_id == cancellation_id)
+        .order_by(RefundEvent.occurred_at, RefundEvent.created_at, RefundEvent.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def set_refund_event_notification(
+    session: AsyncSession, refund_event_id: uuid.UUID, notification_id: uuid.UUID
+) -> None:
+    await session.execute(
+        update(RefundEvent)
+        .where(RefundEvent.id == refund_event_id)
+        .values(notification_id=notification_id)
+    )
+
+
+async def latest_completed_refund(
+    session: AsyncSession, cancellation_id: uuid.UUID
+) -> RefundEvent | None:
+    stmt = (
+        select(RefundEvent)
+        .where(RefundEvent.cancellation_id == cancellation_id, RefundEvent.kind == "completed")
+        .order_by(RefundEvent.occurred_at.desc(), RefundEvent.created_at.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def first_notification(
+    session: AsyncSession, cancellation_id: uuid.UUID
+) -> Notification | None:
+    """The cancellation email of a cancellation (its recipient and locale serve follow-ups)."""
+    stmt = (
+        select(Notification)
+        .where(
+            Notification.cancellation_id == cancellation_id,
+            Notification.kind == "order_cancelled",
+        )
+        .order_by(Notification.created_at, Notification.id)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_notification_with_cancellation(
+    session: AsyncSession, notification_id: uuid.UUID
+) -> Notification | None:
+    stmt = (
+        select(Notification)
+        .where(Notification.id == notification_id)
+        .options(selectinload(Notification.cancellation))
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_callback(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """Open a call-back task unless the cancellation already has one."""
+    table = CallbackTask.__table__
+    stmt = _insert(session, table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_callbacks(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    overdue: bool | None,
+    now: datetime,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[CallbackTask]:
+    """Call-back tasks, most urgent (earliest due) first, keyset-paginated on (due_at, id)."""
+    stmt = select(CallbackTask)
+    if status is not None:
+        stmt = stmt.where(CallbackTask.status == status)
+    if overdue is True:
+        stmt = stmt.where(CallbackTask.status == "open", CallbackTask.due_at < now)
+    elif overdue is False:
+        stmt = stmt.where(or_(CallbackTask.status != "open", CallbackTask.due_at >= now))
+    if after is not None:
+        due_at, last_id = after
+        stmt = stmt.where(
+            tuple_(CallbackTask.due_at, CallbackTask.id)
+            > tuple_(literal(due_at, UtcDateTime()), literal(last_id, Uuid()))
+        )
+    stmt = stmt.order_by(CallbackTask.due_at, CallbackTask.id).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_callback(session: AsyncSession, callback_id: uuid.UUID) -> CallbackTask | None:
+    return await session.get(CallbackTask, callback_id)
+
+
+async def complete_callback(
+    session: AsyncSession, callback_id: uuid.UUID, values: dict[str, Any]
+) -> bool:
+    """Close an open task; False when it was not open (already completed, or missing)."""
+    result = await session.execute(
+        update(CallbackTask)
+        .where(CallbackTask.id == callback_id, CallbackTask.status == "open")
+        .values(status="completed", **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def insert_engagement(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """Record an engagement event unless its dedupe key exists; None means already counted."""
+    table = EngagementEvent.__table__
+    stmt = _insert(session, table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def engagement_for(
+    session: AsyncSession, notification_id: uuid.UUID
+) -> list[EngagementEvent]:
+    stmt = (
+        select(EngagementEvent)
+        .where(EngagementEvent.notification_id == notification_id)
+        .order_by(EngagementEvent.occurred_at, EngagementEvent.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def notification_exists(session: AsyncSession, notification_id: uuid.UUID) -> bool:
+    stmt = select(_notifications.c.id).where(_notifications.c.id == notification_id)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRows:
+    """Engagement and follow-through aggregates for a window."""
+
+    sent_cancellation_emails: int
+    feedback: dict[str, int]
+    clicked: dict[str, int]  # label -> notifications with at least one click on it
+    opened: int
+    cancellation_to_email: list[float]
+    callbacks_open: int
+    callbacks_overdue: int
+
+
+async def engagement_stats(
+    session: AsyncSession, *, since: datetime, until: datetime, now: datetime
+) -> EngagementRows:
+    """Engagement counted by when it happened (so retention, which unlinks old rows, keeps it)."""
+    n, c, e = _notifications, _cancellations, cast(Table, EngagementEvent.__table__)
+    sent = and_(
+        n.c.kind == "order_cancelled",
+        n.c.resend_of_id.is_(None),
+        n.c.status == Status.sent,
+        n.c.sent_at >= since,
+        n.c.sent_at < until,
+    )
+    sent_count = (await session.execute(select(func.count()).where(sent))).scalar_one()
+    window = and_(e.c.occurred_at >= since, e.c.occurred_at < until)
+    rows = await session.execute(
+        select(e.c.kind, e.c.value, func.count()).where(window).group_by(e.c.kind, e.c.value)
+    )
+    feedback: dict[str, int] = {"yes": 0, "no": 0}
+    clicked: dict[str, int] = {"reorder": 0, "alternative": 0}
+    opened = 0
+    for kind, value, count in rows.all():
+        if kind == "feedback":
+            feedback[value] = int(count)
+        elif kind == "click":
+            clicked[value] = int(count)
+        else:
+            opened += int(count)
+    pairs = await session.execute(
+        select(c.c.occurred_at, n.c.sent_at).join(c, c.c.id == n.c.cancellation_id).where(sent)
+    )
+    latencies = [max(0.0, (s - o).total_seconds()) for o, s in pairs.all()]
+    ct = cast(Table, CallbackTask.__table__)
+    open_rows = await session.execute(
+        select(func.count(), func.count().filter(ct.c.due_at < now)).where(ct.c.status == "open")
+    )
+    open_count, overdue = open_rows.one()
+    return EngagementRows(
+        sent_cancellation_emails=int(sent_count),
+        feedback=feedback,
+        clicked=clicked,
+        opened=opened,
+        cancellation_to_email=latencies,
+        callbacks_open=int(open_count),
+        callbacks_overdue=int(overdue),
+    )
+
+
+async def purge_before(session: AsyncSession, cutoff: datetime) -> dict[str, int]:
+    """Drop payloads, rendered bodies, relay texts, engagement links and call-back PII.
+
+    Keeps every row and every idempotency key (event_id, webhook_id, dedupe_key, message_id,
+    engagement dedupe keys), so a late retry of an old webhook is still answered as a duplicate.
+    """
+
+    async def run(stmt: Any) -> int:
+        return int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    a, ct, e = (
+        _attempts,
+        cast(Table, CallbackTask.__table__),
+        cast(Table, EngagementEvent.__table__),
+    )
+    return {
+        "payloads": await run(
+            update(_cancellations)
+            .where(_cancellations.c.received_at < cutoff, _cancellations.c.payload.is_not(None))
+            .values(payload=null())
+        ),
+        "bodies": await run(
+            update(_notifications)
+            .where(
+                _notifications.c.created_at < cutoff,
+                or_(
+                    _notifications.c.subject.is_not(None),
+                    _notifications.c.body_text.is_not(None),
+                    _notifications.c.last_error.is_not(None),
+                ),
+            )
+            .values(subject=None, body_text=None, last_error=None)
+        ),
+        "attempt_texts": await run(
+            update(a)
+            .where(a.c.started_at < cutoff, a.c.smtp_text.is_not(None))
+            .values(smtp_text=None)
+        ),
+        "engagement": await run(
+            update(e)
+            .where(e.c.occurred_at < cutoff, e.c.notification_id.is_not(None))
+            .values(notification_id=None, detail=None)
+        ),
+        "callbacks": await run(
+            update(ct)
+            .where(
+                ct.c.created_at < cutoff,
+                ct.c.status == "completed",
+                or_(ct.c.phone.is_not(None), ct.c.first_name.is_not(None), ct.c.note.is_not(None)),
+            )
+            .values(phone=None, first_name=None, note=None)
+        ),
+    }

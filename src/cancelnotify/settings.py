@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
 BusinessDays = Annotated[int, Field(ge=0, le=90)]
+MoneyString = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,4})?$")]
 RefundMethodName = Literal["card", "paypal", "bank_transfer", "store_credit", "gift_card"]
 
 
@@ -120,6 +121,25 @@ class Settings(BaseSettings):
         description="After a 530/535 (our credentials), pause sending this long, then probe",
     )
 
+    # --- beyond the email ------------------------------------------------------------------
+    callback_min_total: dict[str, MoneyString] = Field(
+        default_factory=dict,
+        description="Open a call-back task when the order total is at or above this per "
+        'currency, JSON, e.g. {"EUR": "500", "USD": "500"}',
+    )
+    callback_vip: bool = Field(default=True, description="Open a call-back task for customer.vip")
+    callback_reasons: list[str] = Field(
+        default_factory=list,
+        description='Reasons that open a call-back task, JSON, e.g. ["fraud_suspected"]',
+    )
+    callback_due_within_seconds: Seconds = Field(
+        default=86_400.0, description="A call-back task is overdue this long after it opened"
+    )
+    tracking_enabled: bool = Field(
+        default=False,
+        description="Open pixel and signed click redirects in emails (feedback links always work)",
+    )
+
     # --- web ------------------------------------------------------------------------------
     preview_enabled: bool = Field(default=False, description="Serve /preview (API key in serve)")
     host: str = Field(default="127.0.0.1", description="Bind address for serve")
@@ -144,6 +164,14 @@ class Settings(BaseSettings):
         for method, (low, high) in value.items():
             if low > high:
                 raise ValueError(f"{method}: the first number of days must not exceed the second")
+        return value
+
+    @field_validator("callback_min_total")
+    @classmethod
+    def _check_currencies(cls, value: dict[str, str]) -> dict[str, str]:
+        for currency in value:
+            if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+                raise ValueError(f"{currency!r} is not an ISO 4217 code such as EUR")
         return value
 
     @field_validator("database_url")

@@ -24,6 +24,9 @@ ROUTE_CALLS = [
     ("GET", "/v1/cancellations?order_id=1001"),
     ("GET", "/v1/cancellations/{id}"),
     ("GET", "/v1/stats"),
+    ("POST", "/v1/cancellations/{id}/refund-events"),
+    ("GET", "/v1/callbacks"),
+    ("POST", "/v1/callbacks/{id}/complete"),
 ]
 
 

@@ -50,7 +50,7 @@ from cancelnotify.i18n import (
     negotiate_locale,
     refund_window,
 )
-from cancelnotify.links import feedback_url, status_url
+from cancelnotify.links import click_url, feedback_url, open_pixel_url, status_url
 from cancelnotify.schemas.event import CancellationEventV1, Reason, Refund, RefundMethod
 from cancelnotify.settings import Settings
 
@@ -468,7 +468,7 @@ class Renderer:
             else [
                 ProductView(
                     name=alt.name,
-                    url=alt.url,
+                    url=click_url(settings, notification_id, "alternative", alt.url) or alt.url,
                     image_url=alt.image_url,
                     price=money(alt.price, order.currency),
                 )
@@ -503,13 +503,16 @@ class Renderer:
             "note": event.cancellation.note or None,
             "refund": refund,
             "alternatives": alternatives,
-            "reorder_url": None if sensitive else event.reorder_url,
+            "reorder_url": None
+            if sensitive
+            else click_url(settings, notification_id, "reorder", event.reorder_url),
             "lead_with_alternatives": reason is Reason.out_of_stock and bool(alternatives),
             "reference": reference,
             "status_url": status_url(settings, notification_id),
             "shop_status_url": order.status_url,
             "feedback_yes_url": feedback_url(settings, notification_id, "yes"),
             "feedback_no_url": feedback_url(settings, notification_id, "no"),
+            "open_pixel_url": open_pixel_url(settings, notification_id),
         }
 
     def _refund_view(

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from cancelnotify.schemas.beyond import CallbackCounts, ClickThrough, FeedbackScore, Opens
 from cancelnotify.schemas.event import Reason
 from cancelnotify.states import Status
 
@@ -66,9 +67,9 @@ class CancellationSummary(BaseModel):
 
 
 class EngagementEvent(BaseModel):
-    """An open, click or feedback answer (recorded by a later release; the list is empty now)."""
+    """An open, a click (detail: the link, e.g. reorder) or a feedback answer (yes/no)."""
 
-    type: str
+    type: str = Field(description="feedback, open or click")
     at: datetime
     detail: str | None = None
 
@@ -112,7 +113,8 @@ class NotificationRead(BaseModel):
     cancellation: CancellationSummary
     attempt_timeline: list[AttemptRead] = Field(validation_alias="attempt_rows")
     engagement: list[EngagementEvent] = Field(
-        default_factory=list, description="Opens, clicks, feedback (not recorded yet: empty)"
+        default_factory=list,
+        description="Feedback answers, and opens and clicks when TRACKING_ENABLED, oldest first",
     )
     request_id: str | None = Field(
         default=None, description="The request that created it; found in the logs of every step"
@@ -224,6 +226,16 @@ class Stats(BaseModel):
     oldest_queued_age_seconds: float | None = Field(
         description="Age of the oldest notification not yet sent or failed (whatever `since`)"
     )
+    cancellation_to_email_seconds: Percentiles | None = Field(
+        default=None,
+        description="From the cancellation (event occurred_at) to SMTP acceptance of its email",
+    )
+    feedback: FeedbackScore | None = Field(default=None, description="Answers given in the window")
+    click_through: ClickThrough | None = Field(
+        default=None, description="Per cancellation email sent in the window (tracking on)"
+    )
+    opens: Opens | None = None
+    callbacks: CallbackCounts | None = Field(default=None, description="Now, whatever the window")
 
 
 class Health(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cancelnotify import repository
 from cancelnotify.mail.message import make_message_id
 from cancelnotify.schemas.event import CancellationEventV1
+from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
 from cancelnotify.states import Status
 
@@ -99,6 +100,7 @@ async def ingest(
         if existing is None or found is None:  # pragma: no cover - constraint says otherwise
             raise RuntimeError("duplicate cancellation without its rows")
         return IngestResult(existing, found[0], found[1], duplicate=True)
+    await callbacks.open_if_needed(session, event, cancellation_id, settings=settings, now=now)
     if inserted is None:
         # Another event for the same order already has its email: store, do not send twice.
         found = await repository.find_notification_by_key(session, key)

@@ -25,6 +25,7 @@ from cancelnotify.schemas.api import (
     NotificationRead,
     NotificationSummary,
 )
+from cancelnotify.services import engagement
 from cancelnotify.services.ingest import WAKE
 from cancelnotify.settings import Settings
 from cancelnotify.states import TERMINAL, Status
@@ -131,6 +132,7 @@ async def get(
         update={
             "resends": await repository.resend_ids(session, notification_id),
             "audit": [AuditEventRead.model_validate(a) for a in audit],
+            "engagement": await engagement.for_notification(session, notification_id),
         }
     )
     if not reveal_recipient:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cancelnotify import repository
 from cancelnotify.metrics import Metrics
 from cancelnotify.schemas.api import FailureReason, Percentiles, Stats
+from cancelnotify.schemas.beyond import CallbackCounts, ClickThrough, FeedbackScore, Opens
 from cancelnotify.services.notifications import as_utc
 from cancelnotify.states import DUE, Status
 
@@ -16,7 +18,12 @@ DEFAULT_WINDOW = timedelta(hours=24)
 
 
 async def compute(
-    session: AsyncSession, *, since: datetime | None, until: datetime | None, now: datetime
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    tracking_enabled: bool = False,
 ) -> Stats:
     """Counts, delivery rate, latency percentiles, retries and failures for a window."""
     end = as_utc(until) if until else now
@@ -41,7 +48,42 @@ async def compute(
             if rows.oldest_pending_at
             else None
         ),
+        **await _beyond(session, since=start, until=end, now=now, tracking=tracking_enabled),
     )
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+async def _beyond(
+    session: AsyncSession, *, since: datetime, until: datetime, now: datetime, tracking: bool
+) -> dict[str, Any]:
+    """Feedback score, click-through, opens, cancellation-to-email time, call-backs."""
+    rows = await repository.engagement_stats(session, since=since, until=until, now=now)
+    sent = rows.sent_cancellation_emails
+    yes, no = rows.feedback["yes"], rows.feedback["no"]
+    values = rows.cancellation_to_email
+    return {
+        "cancellation_to_email_seconds": Percentiles(
+            p50=repository.percentile_cont(values, 0.5),
+            p95=repository.percentile_cont(values, 0.95),
+            p99=repository.percentile_cont(values, 0.99),
+        ),
+        "feedback": FeedbackScore(yes=yes, no=no, score=_rate(yes, yes + no)),
+        "click_through": ClickThrough(
+            reorder=_rate(rows.clicked["reorder"], sent),
+            alternatives=_rate(rows.clicked["alternative"], sent),
+            reorder_clicks=rows.clicked["reorder"],
+            alternative_clicks=rows.clicked["alternative"],
+        ),
+        "opens": Opens(
+            enabled=tracking,
+            opened=rows.opened if tracking else None,
+            rate=_rate(rows.opened, sent) if tracking else None,
+        ),
+        "callbacks": CallbackCounts(open=rows.callbacks_open, overdue=rows.callbacks_overdue),
+    }
 
 
 async def refresh_gauges(session: AsyncSession, metrics: Metrics, *, now: datetime) -> None:
