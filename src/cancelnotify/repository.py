@@ -293,24 +293,37 @@ async def claim_due(
         ).all()
     }
     return [
-        Claim(
-            id=r.id,
-            cancellation_id=r.cancellation_id,
-            kind=r.kind,
-            recipient=r.recipient,
-            locale=r.locale,
-            message_id=r.message_id,
-            attempt=r.attempts,
-            send_by=r.send_by,
+        _claim(
+            r,
             rescued=r.id in rescued,
             payload=extra[r.cancellation_id][0],
             reference=extra[r.cancellation_id][1],
-            request_id=r.request_id,
             failures=failures.get(r.id, 0),
-            created_at=r.created_at,
         )
         for r in rows
     ]
+
+
+def _claim(row: Any, *, rescued: bool, payload: Any, reference: str, failures: int) -> Claim:
+    """A Claim from a claimed notifications row (both claim paths return the same columns)."""
+    if isinstance(payload, str):  # JSONB through a text() statement arrives as a string
+        payload = json.loads(payload)
+    return Claim(
+        id=row.id,
+        cancellation_id=row.cancellation_id,
+        kind=row.kind,
+        recipient=row.recipient,
+        locale=row.locale,
+        message_id=row.message_id,
+        attempt=row.attempts,
+        send_by=row.send_by,
+        rescued=rescued,
+        payload=payload,
+        reference=reference,
+        request_id=row.request_id,
+        failures=failures,
+        created_at=row.created_at,
+    )
 
 
 # The claim in one statement on PostgreSQL: lock due rows (SKIP LOCKED), take them, and return
@@ -365,21 +378,12 @@ async def _claim_due_pg(
         )
     ).all()
     return [
-        Claim(
-            id=r.id,
-            cancellation_id=r.cancellation_id,
-            kind=r.kind,
-            recipient=r.recipient,
-            locale=r.locale,
-            message_id=r.message_id,
-            attempt=r.attempts,
-            send_by=r.send_by,
+        _claim(
+            r,
             rescued=r.old_status == Status.sending,
-            payload=json.loads(r.payload) if isinstance(r.payload, str) else r.payload,
+            payload=r.payload,
             reference=r.reference,
-            request_id=r.request_id,
             failures=r.failures,
-            created_at=r.created_at,
         )
         for r in rows
     ]
