@@ -36,7 +36,9 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///./cancelnotify.db",
         description="postgresql+asyncpg://user:pass@host/db, or sqlite+aiosqlite:///file.db",
     )
-    database_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per replica")
+    database_pool_size: int = Field(
+        default=10, ge=1, le=200, description="Database connections per replica (no overflow)"
+    )
 
     # --- SMTP ---------------------------------------------------------------------------
     smtp_host: str = Field(default="localhost", min_length=1, description="SMTP relay host")
