@@ -92,7 +92,7 @@ async def truncate(url: str) -> None:
 
 
 async def _seed_keys(url: str) -> None:
-    from cancelnotify.api.deps import hash_key
+    from cancelnotify.services.apikeys import hash_key
 
     engine = create_async_engine(url)
     async with engine.begin() as conn:

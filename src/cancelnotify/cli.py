@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
 import json
 import secrets
 import sys
@@ -170,7 +169,9 @@ async def _dev_async(args: argparse.Namespace, base: Settings) -> None:
             "retry_base_seconds": min(base.retry_base_seconds, 2.0),
         }
     )
-    await _ensure_api_key(settings, DEV_API_KEY, "dev", "admin")
+    from cancelnotify.services import apikeys
+
+    await apikeys.ensure(settings, DEV_API_KEY, "dev", "admin")
     url = f"http://{args.host}:{args.port}"
     secret = (
         settings.webhook_secret.get_secret_value().split()[0] if settings.webhook_secret else ""
@@ -252,37 +253,6 @@ def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- apikey -----------------------------------------------------------------------------
-async def _ensure_api_key(settings: Settings, key: str, name: str, scope: str) -> None:
-    from sqlalchemy import select
-
-    from cancelnotify.db import create_engine, create_sessionmaker
-    from cancelnotify.models import ApiKey
-
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine).begin() as session:
-            digest = hashlib.sha256(key.encode()).hexdigest()
-            found = await session.execute(select(ApiKey.id).where(ApiKey.key_hash == digest))
-            if found.scalar_one_or_none() is None:
-                session.add(_new_key_row(name, scope, key))
-    finally:
-        await engine.dispose()
-
-
-def _new_key_row(name: str, scope: str, key: str) -> Any:
-    from cancelnotify.clock import utcnow
-    from cancelnotify.models import ApiKey
-
-    return ApiKey(
-        id=uuid.uuid4(),
-        name=name,
-        scope=scope,
-        prefix=key[:12],
-        key_hash=hashlib.sha256(key.encode()).hexdigest(),
-        created_at=utcnow(),
-    )
-
-
 def _apikey(args: argparse.Namespace, settings: Settings) -> int:
     from cancelnotify.services import apikeys
 

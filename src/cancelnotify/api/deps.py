@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from cancelnotify.errors import (
     is_retryable_db_error,
 )
 from cancelnotify.models import ApiKey
+from cancelnotify.services.apikeys import hash_key
 from cancelnotify.services.ingest import WAKE
 from cancelnotify.settings import Settings
 
@@ -75,10 +75,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 RawBodyDep = Annotated[bytes, Depends(read_body)]
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 # Documents `Authorization: Bearer` in OpenAPI; the checks (and their problem+json) are ours.

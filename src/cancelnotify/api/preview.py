@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from cancelnotify import repository
-from cancelnotify.api.deps import RawBodyDep, SessionDep, hash_key
+from cancelnotify.api.deps import RawBodyDep, SessionDep
 from cancelnotify.errors import NotFound, Unauthorized, UnsupportedMediaType, problem
 from cancelnotify.preview.pages import (
     RAW_HTML_CSP,
@@ -39,6 +39,7 @@ from cancelnotify.preview.service import (
     parse_event,
 )
 from cancelnotify.schemas.event import CancellationEventV1
+from cancelnotify.services.apikeys import hash_key
 from cancelnotify.states import Outcome
 
 COOKIE = "cancelnotify_preview"

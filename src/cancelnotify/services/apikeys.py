@@ -18,24 +18,38 @@ def new_key() -> str:
     return "cn_" + secrets.token_urlsafe(32)
 
 
+def hash_key(key: str) -> str:
+    """What is stored of a key, and what a presented key is looked up by."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _row(key: str, name: str, scope: str) -> ApiKey:
+    return ApiKey(
+        id=uuid.uuid4(),
+        name=name,
+        scope=scope,
+        prefix=key[:12],
+        key_hash=hash_key(key),
+        created_at=utcnow(),
+    )
+
+
 async def create(settings: Settings, name: str, scope: str) -> str:
     key = new_key()
+    await ensure(settings, key, name, scope)
+    return key
+
+
+async def ensure(settings: Settings, key: str, name: str, scope: str) -> None:
+    """Store `key` unless it is already stored (the `dev` command's printed demo key)."""
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            session.add(
-                ApiKey(
-                    id=uuid.uuid4(),
-                    name=name,
-                    scope=scope,
-                    prefix=key[:12],
-                    key_hash=hashlib.sha256(key.encode()).hexdigest(),
-                    created_at=utcnow(),
-                )
-            )
+            found = await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key)))
+            if found.scalar_one_or_none() is None:
+                session.add(_row(key, name, scope))
     finally:
         await engine.dispose()
-    return key
 
 
 async def list_keys(settings: Settings) -> list[tuple[str, str, str, str, str]]:
