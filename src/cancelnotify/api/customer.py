@@ -18,12 +18,12 @@ router = APIRouter(tags=["customer"])
 Token = Annotated[str, Path(min_length=16, max_length=3000, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def get_renderer(request: Request) -> Renderer:
+async def get_renderer(request: Request) -> Renderer:
     renderer: Renderer = request.app.state.renderer
     return renderer
 
 
-def get_pages(request: Request) -> Pages:
+async def get_pages(request: Request) -> Pages:
     pages: Pages | None = getattr(request.app.state, "pages", None)
     if pages is None:  # built on first use, like the preview workbench
         pages = request.app.state.pages = Pages(request.app.state.settings)

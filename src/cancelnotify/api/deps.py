@@ -24,12 +24,13 @@ from cancelnotify.services.ingest import WAKE
 from cancelnotify.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    """Async on purpose: FastAPI runs a sync dependency in a worker thread (profiled)."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -57,7 +58,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refused while streaming once it passes MAX_BODY_BYTES."""
-    limit = get_settings(request).max_body_bytes
+    settings: Settings = request.app.state.settings
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The body is larger than {limit} bytes")

@@ -72,13 +72,17 @@ def _is_dev(request: Request) -> bool:
     return request.app.state.mailbox is not None
 
 
-def get_state(request: Request) -> State:
+def _state(request: Request) -> State:
     state: State | None = getattr(request.app.state, "preview", None)
     if state is None:  # built on first use: the renderer only exists once the lifespan ran
         settings = request.app.state.settings
         source = RendererSource(settings, request.app.state.renderer, live=_is_dev(request))
         state = request.app.state.preview = State(Workbench(settings, source), Pages())
     return state
+
+
+async def get_state(request: Request) -> State:
+    return _state(request)
 
 
 async def get_access(request: Request, session: SessionDep) -> Access:
@@ -118,7 +122,7 @@ def _html(content: str, *, csp: str | None = None, status: int = 200) -> HTMLRes
 async def _login_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)  # noqa: S101
     if "text/html" in request.headers.get("accept", ""):
-        pages = get_state(request).pages
+        pages = _state(request).pages
         error = exc.detail if request.headers.get("authorization") else None
         page = pages.render("login.html", dev=False, error=error)
         return _html(page, status=401)
