@@ -1,9 +1,12 @@
-"""Micro-benchmark of the ingest write: one CTE statement vs two Core statements, same run.
+"""Micro-benchmark of the ingest write, same run: the PostgreSQL store vs a SQLAlchemy session.
 
     .venv/bin/python -m benchmarks.ingest_pair
 
-Alternates the two variants in rounds on one PostgreSQL and prints the median rate of each and
-their ratio (the machine is shared; interleaving keeps the comparison fair).
+`PgStore` writes the row pair as one autocommit statement on a raw asyncpg pool (what the
+service runs on PostgreSQL); `SessionStore` runs BEGIN, the two Core INSERTs and COMMIT in an
+AsyncSession (what it ran before, and still runs on SQLite). Both go through `services.ingest`.
+The variants alternate in rounds on one PostgreSQL; it prints the median rate of each, the ratio,
+and this process's CPU per write (the machine is shared; interleaving keeps the comparison fair).
 """
 
 from __future__ import annotations
@@ -13,26 +16,14 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from tests.pgserver import PgServer
 
-from cancelnotify import repository
 from cancelnotify.db import create_engine, create_sessionmaker, run_migrations
 from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services.ingest import ingest
 from cancelnotify.settings import Settings
-
-
-async def _two_statements(
-    session: AsyncSession, cancellation: dict[str, object], notification: dict[str, object]
-) -> tuple[object, object]:
-    cid = await repository.insert_cancellation(session, cancellation)
-    if cid is None:
-        return None, None
-    return cid, await repository.insert_notification(
-        session, {**notification, "cancellation_id": cid}
-    )
+from cancelnotify.store import PgStore, SessionStore, Store
 
 
 async def main(rounds: int = 6, per_round: int = 500, concurrency: int = 8) -> None:
@@ -43,14 +34,16 @@ async def main(rounds: int = 6, per_round: int = 500, concurrency: int = 8) -> N
         run_migrations(url)
         settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
         engine = create_engine(settings)
-        sessionmaker = create_sessionmaker(engine)
-        one_statement = repository.insert_pair
-        rates: dict[str, list[float]] = {"cte": [], "two": []}
+        stores: dict[str, Store] = {
+            "asyncpg": await PgStore.open(engine, settings),
+            "session": SessionStore(create_sessionmaker(engine)),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in stores}
+        cpu: dict[str, list[float]] = {name: [] for name in stores}
         counter = 0
 
-        async def run(variant: str) -> float:
+        async def run(name: str) -> tuple[float, float]:
             nonlocal counter
-            repository.insert_pair = one_statement if variant == "cte" else _two_statements  # type: ignore[assignment]
             events = []
             for _ in range(per_round):
                 counter += 1
@@ -58,9 +51,9 @@ async def main(rounds: int = 6, per_round: int = 500, concurrency: int = 8) -> N
             sem = asyncio.Semaphore(concurrency)
 
             async def one(event: CancellationEventV1) -> None:
-                async with sem, sessionmaker.begin() as session:
+                async with sem:
                     await ingest(
-                        session,
+                        stores[name],
                         event,
                         source="bench",
                         webhook_id=None,
@@ -69,21 +62,29 @@ async def main(rounds: int = 6, per_round: int = 500, concurrency: int = 8) -> N
                         now=datetime.now(UTC),
                     )
 
-            start = time.perf_counter()
+            start, cpu0 = time.perf_counter(), time.process_time()
             await asyncio.gather(*(one(e) for e in events))
-            return per_round / (time.perf_counter() - start)
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu0
+            return per_round / seconds, 1000 * cpu_seconds / per_round
 
-        await run("cte")
+        for name in stores:  # warm-up: connections, prepared statements
+            await run(name)
         for _ in range(rounds):
-            for variant in ("cte", "two"):
-                rates[variant].append(await run(variant))
-        repository.insert_pair = one_statement  # type: ignore[assignment]
+            for name in stores:
+                rate, ms = await run(name)
+                rates[name].append(rate)
+                cpu[name].append(ms)
+        for store in stores.values():
+            await store.close()
         await engine.dispose()
-        cte, two = statistics.median(rates["cte"]), statistics.median(rates["two"])
+        fast, slow = statistics.median(rates["asyncpg"]), statistics.median(rates["session"])
         print(f"ingest write, median of {rounds} rounds x {per_round} (concurrency {concurrency}):")
-        print(f"  one CTE statement : {cte:7.0f}/s")
-        print(f"  two statements    : {two:7.0f}/s")
-        print(f"  ratio             : {cte / two:.2f}x")
+        for name, label in (("asyncpg", "PgStore, one statement"), ("session", "AsyncSession")):
+            print(
+                f"  {label:24}: {statistics.median(rates[name]):7.0f}/s, "
+                f"{statistics.median(cpu[name]):.2f} ms CPU per write (this process)"
+            )
+        print(f"  ratio                   : {fast / slow:.2f}x")
     finally:
         pg.destroy()
 

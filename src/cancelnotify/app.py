@@ -33,6 +33,7 @@ from cancelnotify.mail.sink import RecordingHandler
 from cancelnotify.mail.transport import Mailer
 from cancelnotify.metrics import Metrics
 from cancelnotify.settings import Settings
+from cancelnotify.store import open_store
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -72,16 +73,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
+        store = await open_store(settings, engine, sessionmaker)
         renderer = Renderer(settings)
         mailer = Mailer(settings)
         registry = Metrics()
         dispatcher = Dispatcher(
-            settings, sessionmaker, renderer, mailer, clock=clock, metrics=registry
+            settings, store, sessionmaker, renderer, mailer, clock=clock, metrics=registry
         )
         app.state.settings = settings
         app.state.clock = clock
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
+        app.state.store = store
         app.state.renderer = renderer
         app.state.mailer = mailer
         app.state.dispatcher = dispatcher
@@ -94,6 +97,7 @@ def create_app(
         finally:
             await dispatcher.stop()
             await mailer.close()
+            await store.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -31,17 +31,18 @@ from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cancelnotify import repository
 from cancelnotify.clock import Clock, utcnow
 from cancelnotify.errors import is_retryable_db_error
 from cancelnotify.mail.message import build_message_bytes
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult
 from cancelnotify.metrics import Metrics, code_class
+from cancelnotify.repository import Claim
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services.refunds import render_payload
 from cancelnotify.settings import Settings
 from cancelnotify.states import LIFETIME_EXCEEDED, Outcome, Status, Transition, after_attempt
+from cancelnotify.store import Attempt, Store
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def instance_id(name: str | None) -> str:
 
 @dataclass
 class _Job:
-    claim: repository.Claim
+    claim: Claim
     progress: SendProgress = field(default_factory=SendProgress)
     task: asyncio.Task[None] | None = None
     started: bool = False
@@ -73,6 +74,7 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
+        store: Store,
         sessionmaker: async_sessionmaker[AsyncSession],
         renderer: Renderer,
         mailer: Mailer,
@@ -81,7 +83,8 @@ class Dispatcher:
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
-        self.sessionmaker = sessionmaker
+        self.store = store
+        self.sessionmaker = sessionmaker  # read-only: a follow-up's refund event
         self.renderer = renderer
         self.mailer = mailer
         self.clock = clock
@@ -140,10 +143,8 @@ class Dispatcher:
         unstarted = [job.claim.id for job in jobs if not job.started]
         if unstarted:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(5), self.sessionmaker.begin() as session:
-                    await repository.release(
-                        session, unstarted, worker=self.worker, now=self.clock()
-                    )
+                async with asyncio.timeout(5):
+                    await self.store.release(unstarted, worker=self.worker, now=self.clock())
 
     @property
     def inflight(self) -> int:
@@ -199,16 +200,14 @@ class Dispatcher:
         if self.settings.dispatcher_concurrency - len(self._jobs) >= self._batch:
             self._wake.set()  # room for a batch
 
-    async def _claim(self, limit: int) -> list[repository.Claim]:
-        async with self.sessionmaker.begin() as session:
-            return await repository.claim_due(
-                session,
-                worker=self.worker,
-                now=self.clock(),
-                lease=self.settings.lease_seconds,
-                limit=limit,
-                exclude=list(self._jobs),
-            )
+    async def _claim(self, limit: int) -> list[Claim]:
+        return await self.store.claim(
+            worker=self.worker,
+            now=self.clock(),
+            lease=self.settings.lease_seconds,
+            limit=limit,
+            exclude=list(self._jobs),
+        )
 
     # -- pause on configuration errors (530/535) ------------------------------------------
     def _pause(self, result: SendResult) -> None:
@@ -221,7 +220,7 @@ class Dispatcher:
             extra={"smtp_code": result.code, "pause_seconds": seconds, "worker": self.worker},
         )
 
-    def _settle_pause(self, claim: repository.Claim, result: SendResult) -> None:
+    def _settle_pause(self, claim: Claim, result: SendResult) -> None:
         if result.outcome is Outcome.config:
             self._pause(result)
         elif self._paused_until is not None and self._probe == claim.id:
@@ -307,7 +306,7 @@ class Dispatcher:
             claim, started, int(seconds * 1000), result, transition, subject, body_text
         )
 
-    def _transition(self, claim: repository.Claim, result: SendResult) -> Transition:
+    def _transition(self, claim: Claim, result: SendResult) -> Transition:
         now = self.clock()
         resume_at = None
         if result.outcome is Outcome.config:
@@ -328,10 +327,7 @@ class Dispatcher:
         try:
             async with asyncio.timeout(5):
                 if job.progress.phase in (Phase.waiting, Phase.smtp):
-                    async with self.sessionmaker.begin() as session:
-                        await repository.release(
-                            session, [claim.id], worker=self.worker, now=self.clock()
-                        )
+                    await self.store.release([claim.id], worker=self.worker, now=self.clock())
                     log.info("released on shutdown", extra={"notification_id": str(claim.id)})
                 elif job.progress.phase is Phase.data:
                     result = SendResult(Outcome.ambiguous, None, "DATA: cut by shutdown")
@@ -351,7 +347,7 @@ class Dispatcher:
                 extra={"notification_id": str(claim.id), "error": type(exc).__name__},
             )
 
-    def _observe(self, claim: repository.Claim, result: SendResult, seconds: float) -> None:
+    def _observe(self, claim: Claim, result: SendResult, seconds: float) -> None:
         m = self.metrics
         m.attempts.labels(result.outcome.value).inc()
         m.smtp_replies.labels(code_class(result.code)).inc()
@@ -384,13 +380,11 @@ class Dispatcher:
                 continue
             t0 = time.monotonic()
             try:
-                async with self.sessionmaker.begin() as session:
-                    owned = await repository.extend_leases(
-                        session,
-                        [job.claim for job in jobs],
-                        worker=self.worker,
-                        until=self.clock() + timedelta(seconds=lease),
-                    )
+                owned = await self.store.extend(
+                    [job.claim for job in jobs],
+                    worker=self.worker,
+                    until=self.clock() + timedelta(seconds=lease),
+                )
             except Exception as exc:
                 log.warning("lease extension failed", extra={"error": type(exc).__name__})
                 continue
@@ -407,7 +401,7 @@ class Dispatcher:
 
     async def _record(
         self,
-        claim: repository.Claim,
+        claim: Claim,
         started: datetime,
         duration_ms: int,
         result: SendResult,
@@ -434,7 +428,7 @@ class Dispatcher:
 
     async def _record_once(
         self,
-        claim: repository.Claim,
+        claim: Claim,
         started: datetime,
         duration_ms: int,
         result: SendResult,
@@ -442,22 +436,18 @@ class Dispatcher:
         subject: str | None,
         body_text: str | None,
     ) -> None:
-        async with self.sessionmaker.begin() as session:
-            owned = await repository.record_attempt(
-                session,
-                claim=claim,
-                worker=self.worker,
-                started_at=started,
-                duration_ms=duration_ms,
-                outcome=result.outcome,
-                smtp_code=result.code,
-                smtp_text=result.text[:2000],
-                status=transition.status,
-                next_attempt_at=transition.next_attempt_at,
-                failure_reason=transition.failure_reason,
-                subject=subject,
-                body_text=body_text,
-                now=self.clock(),
-            )
+        attempt = Attempt(
+            started_at=started,
+            duration_ms=duration_ms,
+            outcome=result.outcome,
+            smtp_code=result.code,
+            smtp_text=result.text[:2000],
+            status=transition.status,
+            next_attempt_at=transition.next_attempt_at,
+            failure_reason=transition.failure_reason,
+            subject=subject,
+            body_text=body_text,
+        )
+        owned = await self.store.record(claim, attempt, worker=self.worker, now=self.clock())
         if not owned:
             log.warning("lease lost before recording", extra={"notification": str(claim.id)})

@@ -23,7 +23,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -77,61 +76,6 @@ async def insert_notification(session: AsyncSession, values: dict[str, Any]) -> 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-_CANCELLATION_COLUMNS = [
-    "id",
-    "source",
-    "event_id",
-    "webhook_id",
-    "order_id",
-    "order_number",
-    "reason",
-    "reference",
-    "payload",
-    "occurred_at",
-    "received_at",
-]
-_NOTIFICATION_COLUMNS = [
-    "id",
-    "kind",
-    "dedupe_key",
-    "recipient",
-    "locale",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "message_id",
-    "send_by",
-    "request_id",
-    "created_at",
-    "updated_at",
-]
-
-
-def _pg_pair_sql() -> str:
-    """One INSERT ... RETURNING pair as a data-modifying CTE, typed from the table metadata."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-
-    def params(prefix: str, table: Table, columns: list[str]) -> str:
-        return ", ".join(
-            f"CAST(:{prefix}_{c} AS {table.c[c].type.compile(dialect=dialect)})" for c in columns
-        )
-
-    c_cols, n_cols = ", ".join(_CANCELLATION_COLUMNS), ", ".join(_NOTIFICATION_COLUMNS)
-    # Identifiers come from our own table definitions, never from input: no injection here.
-    return (
-        f"WITH c AS (INSERT INTO cancellations ({c_cols}) "  # noqa: S608
-        f"VALUES ({params('c', _cancellations, _CANCELLATION_COLUMNS)}) "
-        "ON CONFLICT DO NOTHING RETURNING id), "
-        f"n AS (INSERT INTO notifications (cancellation_id, {n_cols}) "
-        f"SELECT c.id, {params('n', _notifications, _NOTIFICATION_COLUMNS)} FROM c "
-        "ON CONFLICT DO NOTHING RETURNING id) "
-        "SELECT (SELECT id FROM c) AS cancellation_id, (SELECT id FROM n) AS notification_id"
-    )
-
-
-_PG_PAIR = text(_pg_pair_sql())
-
-
 async def insert_pair(
     session: AsyncSession, cancellation: dict[str, Any], notification: dict[str, Any]
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
@@ -141,13 +85,6 @@ async def insert_pair(
     order already has one). PostgreSQL does both in one statement, one round trip (measured:
     the hot path of a storm); SQLite, which has no data-modifying CTEs, takes two.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        params = {f"c_{k}": v for k, v in cancellation.items()} | {
-            f"n_{k}": v for k, v in notification.items()
-        }
-        params["c_payload"] = json.dumps(cancellation["payload"], separators=(",", ":"))
-        row = (await session.execute(_PG_PAIR, params)).one()
-        return row.cancellation_id, row.notification_id
     cancellation_id = await insert_cancellation(session, cancellation)
     if cancellation_id is None:
         return None, None
@@ -227,8 +164,6 @@ async def claim_due(
     their lease ran out (say the database was away), another replica may rescue them, but this
     one must not start a second send of its own.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        return await _claim_due_pg(session, worker, now, lease, limit, exclude)
     due = _due(now)
     if exclude:
         due = and_(due, _notifications.c.id.not_in(list(exclude)))
@@ -326,69 +261,6 @@ def _claim(row: Any, *, rescued: bool, payload: Any, reference: str, failures: i
     )
 
 
-# The claim in one statement on PostgreSQL: lock due rows (SKIP LOCKED), take them, and return
-# them with their payload and failure count. Same conditions as `_due`; one round trip instead
-# of four statements (profiled: the claim dominated the dispatcher's database time).
-_PG_CLAIM = text(
-    """
-WITH picked AS (
-  SELECT id, status AS old_status FROM notifications
-  WHERE ((status IN ('queued', 'retrying') AND next_attempt_at <= :now)
-         OR (status = 'sending' AND locked_until < :now))
-    AND NOT (id = ANY(CAST(:exclude AS uuid[])))
-  ORDER BY next_attempt_at
-  LIMIT :limit
-  FOR UPDATE SKIP LOCKED
-), claimed AS (
-  UPDATE notifications AS n
-  SET status = 'sending', locked_until = :until, locked_by = :worker,
-      attempts = n.attempts + 1, updated_at = :now
-  FROM picked WHERE n.id = picked.id
-  RETURNING n.id, n.cancellation_id, n.kind, n.recipient, n.locale, n.message_id,
-            n.attempts, n.send_by, n.request_id, n.created_at, picked.old_status
-)
-SELECT claimed.*, c.payload, c.reference,
-       (SELECT count(*) FROM delivery_attempts AS a
-        WHERE a.notification_id = claimed.id
-          AND a.outcome IN ('transient', 'ambiguous')) AS failures
-FROM claimed JOIN cancellations AS c ON c.id = claimed.cancellation_id
-ORDER BY claimed.created_at
-"""
-)
-
-
-async def _claim_due_pg(
-    session: AsyncSession,
-    worker: str,
-    now: datetime,
-    lease: float,
-    limit: int,
-    exclude: Collection[uuid.UUID],
-) -> list[Claim]:
-    rows = (
-        await session.execute(
-            _PG_CLAIM,
-            {
-                "now": now,
-                "until": now + timedelta(seconds=lease),
-                "worker": worker,
-                "limit": limit,
-                "exclude": list(exclude),
-            },
-        )
-    ).all()
-    return [
-        _claim(
-            r,
-            rescued=r.old_status == Status.sending,
-            payload=r.payload,
-            reference=r.reference,
-            failures=r.failures,
-        )
-        for r in rows
-    ]
-
-
 def _owned(claim: Claim, worker: str) -> ColumnElement[bool]:
     """Still this claim: same worker, same claim number, still sending (lease fencing)."""
     return and_(
@@ -423,30 +295,6 @@ async def extend_leases(
     return {r.id for r in found if numbers.get(r.id) == r.attempts}
 
 
-# The attempt row and the fenced state change in one statement on PostgreSQL (one round trip).
-_PG_RECORD = text(
-    """
-WITH attempt AS (
-  INSERT INTO delivery_attempts
-    (id, notification_id, number, worker, started_at, duration_ms, outcome, smtp_code, smtp_text)
-  VALUES (:attempt_id, :id, :number, :worker, :started_at, :duration_ms, :outcome,
-          CAST(:smtp_code AS integer), CAST(:smtp_text AS text))
-)
-UPDATE notifications SET
-  status = :status, locked_until = NULL, locked_by = NULL, updated_at = :now,
-  last_error = CAST(:last_error AS text),
-  failure_reason = CAST(:failure_reason AS varchar),
-  next_attempt_at = COALESCE(CAST(:next_attempt_at AS timestamptz), next_attempt_at),
-  sent_at = COALESCE(CAST(:sent_at AS timestamptz), sent_at),
-  subject = COALESCE(CAST(:subject AS text), subject),
-  body_text = CASE WHEN CAST(:subject AS text) IS NULL THEN body_text
-                   ELSE CAST(:body_text AS text) END
-WHERE id = :id AND locked_by = :worker AND attempts = :number AND status = 'sending'
-RETURNING id
-"""
-)
-
-
 async def record_attempt(
     session: AsyncSession,
     *,
@@ -470,30 +318,6 @@ async def record_attempt(
     (the database was away) but nobody claimed the row since, the outcome still lands. The
     attempt row is written either way; it is what happened on the wire.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        found = await session.execute(
-            _PG_RECORD,
-            {
-                "attempt_id": uuid.uuid4(),
-                "id": claim.id,
-                "number": claim.attempt,
-                "worker": worker,
-                "started_at": started_at,
-                "duration_ms": duration_ms,
-                "outcome": outcome,
-                "smtp_code": smtp_code,
-                "smtp_text": smtp_text,
-                "status": status.value,
-                "now": now,
-                "last_error": None if status is Status.sent else smtp_text,
-                "failure_reason": failure_reason,
-                "next_attempt_at": next_attempt_at,
-                "sent_at": now if status is Status.sent else None,
-                "subject": subject,
-                "body_text": body_text,
-            },
-        )
-        return found.first() is not None
     await session.execute(
         _attempts.insert().values(
             id=uuid.uuid4(),

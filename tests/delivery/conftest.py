@@ -29,6 +29,7 @@ from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services.ingest import ingest
 from cancelnotify.settings import Settings
+from cancelnotify.store import open_store
 from tests.conftest import SECRET, Sink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,24 +124,25 @@ async def status_counts(engine: AsyncEngine) -> dict[str, int]:
 
 
 async def enqueue(settings: Settings, count: int, *, prefix: str = "") -> list[uuid.UUID]:
-    """Queue `count` notifications through the ingest service in one transaction, no wake-up."""
+    """Queue `count` notifications through the ingest service, no wake-up."""
     engine = create_engine(settings)
+    store = await open_store(settings, engine, create_sessionmaker(engine))
     ids = []
     try:
-        async with create_sessionmaker(engine).begin() as session:
-            for i in range(count):
-                event = sample_event(order_id=f"{prefix}{i}-{uuid.uuid4().hex[:6]}")
-                result = await ingest(
-                    session,
-                    CancellationEventV1.model_validate(event),
-                    source="canonical",
-                    webhook_id=None,
-                    payload=event,
-                    settings=settings,
-                    now=utcnow(),
-                )
-                ids.append(result.notification_id)
+        for i in range(count):
+            event = sample_event(order_id=f"{prefix}{i}-{uuid.uuid4().hex[:6]}")
+            result = await ingest(
+                store,
+                CancellationEventV1.model_validate(event),
+                source="canonical",
+                webhook_id=None,
+                payload=event,
+                settings=settings,
+                now=utcnow(),
+            )
+            ids.append(result.notification_id)
     finally:
+        await store.close()
         await engine.dispose()
     return ids
 

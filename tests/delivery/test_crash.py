@@ -88,6 +88,15 @@ class TestKillMidSend:
         t_kill = time.monotonic()
         held.release.set()
         if lock is not None:
+            # The outcome write is one autocommit statement: already inside the server, it would
+            # commit on its own once the lock goes (the victim's 250 recorded, no resend). The
+            # harder branch is the write that never lands: end the dead client's backend first,
+            # as PostgreSQL does once it notices the client is gone.
+            await scalar(
+                db,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO delivery_attempts%'",
+            )
             await lock.rollback()
             await lock.close()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from cancelnotify.api.deps import ClockDep, RawBodyDep, SessionDep, SettingsDep
+from cancelnotify.api.deps import RawBodyDep
 from cancelnotify.schemas.api import WebhookAccepted, WebhookIgnored
 from cancelnotify.schemas.problem import problem_responses
 from cancelnotify.services import platforms, webhooks
@@ -27,32 +27,32 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     },
 )
 async def order_cancelled(
-    request: Request,
-    response: Response,
-    body: RawBodyDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    request: Request, response: Response, body: RawBodyDep
 ) -> WebhookAccepted:
+    state = request.app.state
     result = await webhooks.receive_canonical(
-        session,
+        state.store,
         body,
         headers=dict(request.headers),
-        settings=settings,
-        now=clock(),
+        settings=state.settings,
+        now=state.clock(),
         request_id=request.state.request_id,
     )
-    answer = _answer(result, response)
+    answer = _answer(result, request, response)
     assert isinstance(answer, WebhookAccepted)  # noqa: S101
     return answer
 
 
-def _answer(result: IngestResult | Ignored, response: Response) -> WebhookAccepted | WebhookIgnored:
+def _answer(
+    result: IngestResult | Ignored, request: Request, response: Response
+) -> WebhookAccepted | WebhookIgnored:
     if isinstance(result, Ignored):
         response.status_code = status.HTTP_200_OK
         return WebhookIgnored(reason=result.reason)
     if result.duplicate:
         response.status_code = status.HTTP_200_OK
+    else:
+        request.app.state.dispatcher.wake()  # stored and committed: send it now
     return WebhookAccepted(
         cancellation_id=result.cancellation_id,
         notification_id=result.notification_id,
@@ -78,22 +78,18 @@ _PLATFORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_PLATFORM_RESPONSES,
 )
 async def shopify(
-    request: Request,
-    response: Response,
-    body: RawBodyDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    request: Request, response: Response, body: RawBodyDep
 ) -> WebhookAccepted | WebhookIgnored:
+    state = request.app.state
     result = await platforms.receive_shopify(
-        session,
+        state.store,
         body,
         headers=dict(request.headers),
-        settings=settings,
-        now=clock(),
+        settings=state.settings,
+        now=state.clock(),
         request_id=request.state.request_id,
     )
-    return _answer(result, response)
+    return _answer(result, request, response)
 
 
 @router.post(
@@ -104,19 +100,15 @@ async def shopify(
     responses=_PLATFORM_RESPONSES,
 )
 async def woocommerce(
-    request: Request,
-    response: Response,
-    body: RawBodyDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    request: Request, response: Response, body: RawBodyDep
 ) -> WebhookAccepted | WebhookIgnored:
+    state = request.app.state
     result = await platforms.receive_woocommerce(
-        session,
+        state.store,
         body,
         headers=dict(request.headers),
-        settings=settings,
-        now=clock(),
+        settings=state.settings,
+        now=state.clock(),
         request_id=request.state.request_id,
     )
-    return _answer(result, response)
+    return _answer(result, request, response)

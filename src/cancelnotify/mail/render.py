@@ -339,6 +339,10 @@ class Renderer:
             keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
         )
         self._policy = merge_refund_policy(settings.refund_policy.items())
+        # Compile every partial and layout now, not inside the first emails (profiled).
+        for path in self._env.list_templates(extensions=["html", "txt", "subject"]):
+            if path.startswith("email/"):
+                self._env.get_template(path)
         self._templates: dict[str, dict[str, Template]] = {}
         for name in self._discover_templates():
             self._templates[name] = {

@@ -58,15 +58,24 @@ def matching_rules(event: CancellationEventV1, settings: Settings) -> list[str]:
     return rules
 
 
-async def open_if_needed(
-    session: AsyncSession,
-    event: CancellationEventV1,
-    cancellation_id: uuid.UUID,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> uuid.UUID | None:
-    """Open a call-back task in the ingest transaction when a rule matches and there is a phone.
+TASK_COLUMNS = (
+    "id",
+    "order_number",
+    "first_name",
+    "phone",
+    "reason",
+    "rules",
+    "status",
+    "due_at",
+    "created_at",
+)
+
+
+def task_values(
+    event: CancellationEventV1, *, settings: Settings, now: datetime
+) -> dict[str, object] | None:
+    """The call-back task to open with this cancellation, when a rule matches and there is a
+    phone (stored in the ingest transaction, with the cancellation's id).
 
     The task holds only what the call needs: phone, first name, order number, reason.
     """
@@ -74,27 +83,17 @@ async def open_if_needed(
     phone = " ".join((event.customer.phone or "").split())
     if not rules or not phone:
         return None
-    task_id = await repository.insert_callback(
-        session,
-        {
-            "id": uuid.uuid4(),
-            "cancellation_id": cancellation_id,
-            "order_number": (event.order.number or event.order.id)[:100],
-            "first_name": (event.customer.first_name or None) and event.customer.first_name[:100],
-            "phone": phone[:40],
-            "reason": event.cancellation.reason.value,
-            "rules": ",".join(rules),
-            "status": "open",
-            "due_at": now + timedelta(seconds=settings.callback_due_within_seconds),
-            "created_at": now,
-        },
-    )
-    if task_id is not None:
-        log.info(
-            "call-back task opened",
-            extra={"callback_id": str(task_id), "cancellation_id": str(cancellation_id)},
-        )
-    return task_id
+    return {
+        "id": uuid.uuid4(),
+        "order_number": (event.order.number or event.order.id)[:100],
+        "first_name": (event.customer.first_name or None) and event.customer.first_name[:100],
+        "phone": phone[:40],
+        "reason": event.cancellation.reason.value,
+        "rules": ",".join(rules),
+        "status": "open",
+        "due_at": now + timedelta(seconds=settings.callback_due_within_seconds),
+        "created_at": now,
+    }
 
 
 def _read(task: CallbackTask, now: datetime) -> CallbackRead:

@@ -10,16 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from cancelnotify import repository
+from cancelnotify.errors import ServiceUnavailable, is_retryable_db_error
 from cancelnotify.mail.message import make_message_id
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
 from cancelnotify.states import Status
+from cancelnotify.store import Store
 
-WAKE = "wake_dispatcher"
+WAKE = "wake_dispatcher"  # set in session.info by a write that queued a notification
 log = logging.getLogger(__name__)
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
@@ -45,7 +44,7 @@ def dedupe_key(kind: str, source: str, order_id: str) -> str:
 
 
 async def ingest(
-    session: AsyncSession,
+    store: Store,
     event: CancellationEventV1,
     *,
     source: str,
@@ -55,12 +54,12 @@ async def ingest(
     now: datetime,
     request_id: str | None = None,
 ) -> IngestResult:
-    """Insert the cancellation and its queued notification, or return the existing ids.
+    """Store the cancellation and its queued notification, or return the existing ids.
 
     Both inserts use ON CONFLICT DO NOTHING on permanent unique keys, so 50 concurrent copies
     resolve in the database: the first commits, the others wait on its row lock and then see it.
-    On PostgreSQL the pair is one statement (one round trip); the notification row is only
-    written when its cancellation was.
+    The notification row is only written when its cancellation was; a call-back task, when a
+    rule matches, joins the same transaction.
     """
     cancellation = {
         "id": uuid.uuid4(),
@@ -75,12 +74,11 @@ async def ingest(
         "occurred_at": event.occurred_at,
         "received_at": now,
     }
-    key = dedupe_key("order_cancelled", source, event.order.id)
     notification_id = uuid.uuid4()
     notification = {
         "id": notification_id,
         "kind": "order_cancelled",
-        "dedupe_key": key,
+        "dedupe_key": dedupe_key("order_cancelled", source, event.order.id),
         "recipient": str(event.customer.email),
         "locale": event.customer.locale,
         "status": Status.queued.value,
@@ -92,34 +90,40 @@ async def ingest(
         "created_at": now,
         "updated_at": now,
     }
-    cancellation_id, inserted = await repository.insert_pair(session, cancellation, notification)
-    if cancellation_id is None:
-        existing = await repository.find_cancellation_id(
-            session, source, event.event_id, webhook_id
+    task = callbacks.task_values(event, settings=settings, now=now)
+    try:
+        stored = await store.ingest(cancellation, notification, task)
+    except Exception as exc:
+        if is_retryable_db_error(exc):
+            raise ServiceUnavailable(
+                "The database is unavailable; nothing was stored, retry later",
+                headers={"Retry-After": "5"},
+            ) from exc
+        raise
+    if task is not None and stored.new_cancellation:
+        log.info(
+            "call-back task opened",
+            extra={"callback_id": str(task["id"]), "cancellation_id": str(stored.cancellation_id)},
         )
-        found = await repository.find_notification_by_key(session, key)
-        if existing is None or found is None:  # pragma: no cover - constraint says otherwise
-            raise RuntimeError("duplicate cancellation without its rows")
-        return IngestResult(existing, found[0], found[1], duplicate=True)
-    await callbacks.open_if_needed(session, event, cancellation_id, settings=settings, now=now)
-    if inserted is None:
-        # Another event for the same order already has its email: store, do not send twice.
-        found = await repository.find_notification_by_key(session, key)
-        if found is None:  # pragma: no cover
-            raise RuntimeError("notification conflict without a row")
-        return IngestResult(cancellation_id, found[0], found[1], duplicate=True)
-    session.info[WAKE] = True
-    log.info(
-        "cancellation stored",
-        extra={
-            "request_id": request_id,
-            "notification_id": str(notification_id),
-            "cancellation_id": str(cancellation_id),
-            "source": source,
-            "event_id": event.event_id,
-            "order_id": event.order.id,
-            # A hash, never the address: enough to correlate, useless to harvest.
-            "recipient_hash": hashlib.sha256(str(event.customer.email).encode()).hexdigest()[:16],
-        },
+    if stored.new_notification:
+        log.info(
+            "cancellation stored",
+            extra={
+                "request_id": request_id,
+                "notification_id": str(notification_id),
+                "cancellation_id": str(stored.cancellation_id),
+                "source": source,
+                "event_id": event.event_id,
+                "order_id": event.order.id,
+                # A hash, never the address: enough to correlate, useless to harvest.
+                "recipient_hash": hashlib.sha256(str(event.customer.email).encode()).hexdigest()[
+                    :16
+                ],
+            },
+        )
+    return IngestResult(
+        stored.cancellation_id,
+        stored.notification_id,
+        stored.status,
+        duplicate=not stored.new_notification,
     )
-    return IngestResult(cancellation_id, notification_id, Status.queued, duplicate=False)

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cancelnotify.errors import BadRequest, InvalidEvent, NotConfigured, Unauthorized, field_errors
 from cancelnotify.platform_signatures import is_woocommerce_ping, verify_shopify, verify_woocommerce
@@ -17,6 +16,7 @@ from cancelnotify.schemas.woocommerce import woocommerce_to_event
 from cancelnotify.services.ingest import IngestResult, ingest
 from cancelnotify.services.webhooks import parse_json, require_json
 from cancelnotify.settings import Settings
+from cancelnotify.store import Store
 
 Headers = dict[str, str]
 
@@ -52,7 +52,7 @@ def _stored(event: CancellationEventV1, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 async def receive_shopify(
-    session: AsyncSession,
+    store: Store,
     body: bytes,
     *,
     headers: Headers,
@@ -87,7 +87,7 @@ async def receive_shopify(
     )
     assert event is not None  # noqa: S101 - the Shopify mapper never ignores
     return await ingest(
-        session,
+        store,
         event,
         source="shopify",
         webhook_id=webhook_id,
@@ -99,7 +99,7 @@ async def receive_shopify(
 
 
 async def receive_woocommerce(
-    session: AsyncSession,
+    store: Store,
     body: bytes,
     *,
     headers: Headers,
@@ -130,7 +130,7 @@ async def receive_woocommerce(
     if event is None:
         return Ignored(f"order status {raw.get('status')!r} is not cancelled")
     return await ingest(
-        session,
+        store,
         event,
         source="woocommerce",
         webhook_id=None,  # the delivery id changes on every retry; the event id is the key

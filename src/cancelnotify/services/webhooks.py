@@ -7,7 +7,6 @@ from typing import Any
 
 import pydantic_core
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cancelnotify import signatures
 from cancelnotify.errors import (
@@ -21,6 +20,7 @@ from cancelnotify.errors import (
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services.ingest import IngestResult, ingest
 from cancelnotify.settings import Settings
+from cancelnotify.store import Store
 
 
 def require_json(content_type: str | None) -> None:
@@ -50,7 +50,7 @@ def validate_event(data: dict[str, Any]) -> CancellationEventV1:
 
 
 async def receive_canonical(
-    session: AsyncSession,
+    store: Store,
     body: bytes,
     *,
     headers: dict[str, str | None],
@@ -77,7 +77,7 @@ async def receive_canonical(
     data = parse_json(body)
     event = validate_event(data)
     return await ingest(
-        session,
+        store,
         event,
         source="canonical",
         webhook_id=signed.webhook_id,
