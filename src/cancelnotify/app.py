@@ -105,6 +105,9 @@ def create_app(
         version=__version__,
         summary="Order-cancellation emails: webhook in, email out, at once.",
         lifespan=lifespan,
+        # We export Prometheus metrics and JSON logs; FastAPI's OpenTelemetry hooks looked up the
+        # global tracer provider (and the environment) on every request: 3 % of a webhook's CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(metrics.WebhookMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

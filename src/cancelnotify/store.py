@@ -71,8 +71,13 @@ class Store:
         cancellation: dict[str, Any],
         notification: dict[str, Any],
         callback: dict[str, Any] | None,
+        *,
+        payload_text: str | None = None,
     ) -> Ingested:
-        """Insert the pair (and the call-back task, if any) once; else return what is stored."""
+        """Insert the pair (and the call-back task, if any) once; else return what is stored.
+
+        `payload_text` is the cancellation's payload as JSON text, if the caller has it.
+        """
         raise NotImplementedError
 
     async def claim(
@@ -139,6 +144,8 @@ class SessionStore(Store):
         cancellation: dict[str, Any],
         notification: dict[str, Any],
         callback: dict[str, Any] | None,
+        *,
+        payload_text: str | None = None,
     ) -> Ingested:
         async with self.sessionmaker.begin() as session:
             return await ingest_in_session(session, cancellation, notification, callback)
@@ -392,11 +399,13 @@ class PgStore(Store):
         cancellation: dict[str, Any],
         notification: dict[str, Any],
         callback: dict[str, Any] | None,
+        *,
+        payload_text: str | None = None,
     ) -> Ingested:
         params = {f"c_{k}": v for k, v in cancellation.items()} | {
             f"n_{k}": v for k, v in notification.items()
         }
-        params["c_payload"] = _json(cancellation["payload"])
+        params["c_payload"] = payload_text or _json(cancellation["payload"])
         async with self.pool.acquire() as conn:
             if callback is None:
                 row = await conn.fetchrow(_PAIR.sql, *_PAIR.args(params))

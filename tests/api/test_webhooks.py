@@ -193,6 +193,8 @@ class TestRejected:
             ("wrong_type", 422, "order.items.0.quantity"),
             ("float_money", 422, "refund.amount"),
             ("bad_reason", 422, "cancellation.reason"),
+            ("nul_character", 422, "cancellation.note"),
+            ("nul_in_unknown_field", 422, "shop_extra.tags.1"),
             ("not_json_content_type", 415, None),
             ("oversized", 413, None),
         ],
@@ -223,6 +225,14 @@ class TestRejected:
             body = json.dumps(json.loads(body), indent=2).encode()
         elif case == "unparsable_json":
             body = b'{"event_id": "x",'
+            headers = signed_headers(body)
+        elif case in ("nul_character", "nul_in_unknown_field"):
+            # PostgreSQL text and JSONB cannot hold U+0000: refused up front, naming the field.
+            if case == "nul_character":
+                event["cancellation"]["note"] = "out of\x00stock"
+            else:
+                event["shop_extra"] = {"tags": ["ok", "bad\x00"]}
+            body = encode(event)
             headers = signed_headers(body)
         elif case in ("missing_field", "wrong_type", "float_money", "bad_reason"):
             if case == "missing_field":

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from cancelnotify.api.deps import RawBodyDep
+from cancelnotify.api.deps import read_body
 from cancelnotify.schemas.api import WebhookAccepted, WebhookIgnored
 from cancelnotify.schemas.problem import problem_responses
 from cancelnotify.services import platforms, webhooks
@@ -26,9 +26,8 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
         **problem_responses(400, 401, 413, 415, 422, 503),
     },
 )
-async def order_cancelled(
-    request: Request, response: Response, body: RawBodyDep
-) -> WebhookAccepted:
+async def order_cancelled(request: Request, response: Response) -> WebhookAccepted:
+    body = await read_body(request)
     state = request.app.state
     result = await webhooks.receive_canonical(
         state.store,
@@ -77,9 +76,8 @@ _PLATFORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Receive Shopify's orders/cancelled webhook (X-Shopify-Hmac-Sha256)",
     responses=_PLATFORM_RESPONSES,
 )
-async def shopify(
-    request: Request, response: Response, body: RawBodyDep
-) -> WebhookAccepted | WebhookIgnored:
+async def shopify(request: Request, response: Response) -> WebhookAccepted | WebhookIgnored:
+    body = await read_body(request)
     state = request.app.state
     result = await platforms.receive_shopify(
         state.store,
@@ -99,9 +97,8 @@ async def shopify(
     summary="Receive WooCommerce's order.updated webhook (X-WC-Webhook-Signature)",
     responses=_PLATFORM_RESPONSES,
 )
-async def woocommerce(
-    request: Request, response: Response, body: RawBodyDep
-) -> WebhookAccepted | WebhookIgnored:
+async def woocommerce(request: Request, response: Response) -> WebhookAccepted | WebhookIgnored:
+    body = await read_body(request)
     state = request.app.state
     result = await platforms.receive_woocommerce(
         state.store,

@@ -53,13 +53,15 @@ async def ingest(
     settings: Settings,
     now: datetime,
     request_id: str | None = None,
+    payload_text: str | None = None,
 ) -> IngestResult:
     """Store the cancellation and its queued notification, or return the existing ids.
 
     Both inserts use ON CONFLICT DO NOTHING on permanent unique keys, so 50 concurrent copies
     resolve in the database: the first commits, the others wait on its row lock and then see it.
     The notification row is only written when its cancellation was; a call-back task, when a
-    rule matches, joins the same transaction.
+    rule matches, joins the same transaction. `payload_text`, when given, is `payload` as the
+    JSON text that was received: stored as it is instead of encoding the dict again.
     """
     cancellation = {
         "id": uuid.uuid4(),
@@ -92,7 +94,7 @@ async def ingest(
     }
     task = callbacks.task_values(event, settings=settings, now=now)
     try:
-        stored = await store.ingest(cancellation, notification, task)
+        stored = await store.ingest(cancellation, notification, task, payload_text=payload_text)
     except Exception as exc:
         if is_retryable_db_error(exc):
             raise ServiceUnavailable(

@@ -39,7 +39,39 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise InvalidEvent(
             errors=[{"field": "body", "message": "must be a JSON object", "type": "object_type"}]
         )
+    if b"\\u0000" in body:  # only an escape can put U+0000 in JSON; look closer
+        where = _nul_path(data)
+        if where is not None:
+            raise InvalidEvent(
+                errors=[
+                    {
+                        "field": where or "body",
+                        "message": "must not contain the NUL character (U+0000)",
+                        "type": "string_nul",
+                    }
+                ]
+            )
     return data
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding U+0000, which PostgreSQL refuses."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return here
+        found = _nul_path(item, here)
+        if found is not None:
+            return found
+    return None
 
 
 def validate_event(data: dict[str, Any]) -> CancellationEventV1:
@@ -85,4 +117,5 @@ async def receive_canonical(
         settings=settings,
         now=now,
         request_id=request_id,
+        payload_text=body.decode(),  # parsed above, so valid UTF-8 JSON
     )
