@@ -1,7 +1,9 @@
 """The naive baseline: validate, insert and send over a NEW SMTP connection inside the request.
 
 What a first version of this service would look like; the benchmark runs it on the same servers
-so the ratio to cancelnotify is measured, not assumed. Run with uvicorn `benchmarks.naive_app:app`
+so the ratio to cancelnotify is measured, not assumed. It sends the same email (the same
+templates, rendered by the same Renderer), built the obvious way with `EmailMessage`: the
+comparison is between designs, not between a two-line email and a real one. Run with uvicorn `benchmarks.naive_app:app`
 and env NAIVE_DATABASE_URL (asyncpg DSN), NAIVE_SMTP_PORT.
 """
 
@@ -10,17 +12,25 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 import aiosmtplib
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from cancelnotify.mail.message import build_message
+from cancelnotify.mail.render import Renderer
 from cancelnotify.schemas.event import CancellationEventV1
+from cancelnotify.settings import Settings
 
 app = FastAPI()
 _pool: asyncpg.Pool | None = None
+_settings = Settings(
+    _env_file=None,  # type: ignore[call-arg]
+    database_url="sqlite+aiosqlite:///unused.db",
+    mail_from="Bench Shop <orders@bench.example>",
+)
+_renderer = Renderer(_settings)
 
 
 async def pool() -> asyncpg.Pool:
@@ -57,12 +67,14 @@ async def receive(request: Request) -> JSONResponse:
             now,
             f"<{nid}@bench.example>",
         )
-    msg = EmailMessage()
-    msg["From"] = "shop@bench.example"
-    msg["To"] = str(event.customer.email)
-    msg["Subject"] = f"Your order {event.order.number} has been cancelled"
-    msg["Message-ID"] = f"<{nid}@bench.example>"
-    msg.set_content(f"Hi {event.customer.first_name}, your order was cancelled.")
+    rendered = _renderer.render(event, notification_id=nid, reference=cid.hex[:12])
+    msg = build_message(
+        rendered,
+        _settings,
+        to=str(event.customer.email),
+        to_name=event.customer.first_name,
+        message_id=f"<{nid}@bench.example>",
+    )
     await aiosmtplib.send(
         msg, hostname="127.0.0.1", port=int(os.environ["NAIVE_SMTP_PORT"]), start_tls=False
     )
