@@ -3,8 +3,8 @@
 What a first version of this service would look like; the benchmark runs it on the same servers
 so the ratio to cancelnotify is measured, not assumed. It sends the same email (the same
 templates, rendered by the same Renderer), built the obvious way with `EmailMessage`: the
-comparison is between designs, not between a two-line email and a real one. Run with uvicorn `benchmarks.naive_app:app`
-and env NAIVE_DATABASE_URL (asyncpg DSN), NAIVE_SMTP_PORT.
+comparison is between designs, not between a two-line email and a real one. Run with uvicorn
+`benchmarks.naive_app:app` and env NAIVE_DATABASE_URL (asyncpg DSN), NAIVE_SMTP_PORT.
 """
 
 from __future__ import annotations

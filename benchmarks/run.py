@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.run            # quick: 20 s at the fixed rate
     .venv/bin/python -m benchmarks.run --full     # the 60 s at 200/s, plus 300/s
+    .venv/bin/python -m benchmarks.run --full --soak 600   # and 10 minutes at 200/s (RSS)
 
 It starts a private PostgreSQL, an aiosmtpd server in its own process, and the service as
 `cancelnotify serve`; drives Standard-Webhooks-signed requests at a fixed rate (open loop) and at
@@ -272,16 +273,18 @@ class Service:
             "CANCELNOTIFY_SMTP_SECURITY": "none",
             "CANCELNOTIFY_WEBHOOK_SECRET": SECRET,
             "CANCELNOTIFY_MAIL_FROM": "Bench Shop <orders@bench.example>",
-            "CANCELNOTIFY_LOG_LEVEL": "warning",
+            "CANCELNOTIFY_LOG_LEVEL": "info",  # the default: its JSON lines are part of the cost
             "CANCELNOTIFY_PORT": str(self.port),
             **env,
         }
+        # Logs go to a file, as they would to a collector; a pipe nobody reads would block.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [PY, "-m", "cancelnotify", "serve"],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         wait_for_port(self.port, 30)
 
@@ -291,6 +294,7 @@ class Service:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 class Naive:
@@ -479,6 +483,7 @@ async def phase_fixed(ctx: Ctx, rate: float, seconds: float, label: str) -> dict
             },
             "peak_rss_mb": peak_rss_mb(svc.proc.pid),
             "rss_first_last_mb": [rss[0], rss[-1]] if rss else [],
+            "rss_mb_every_10s": [round(x, 1) for x in rss[::10]],
         }
     finally:
         svc.stop()
@@ -543,6 +548,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for rate in args.rates:
             step(f"service at a fixed {rate}/s for {args.seconds} s")
             r[f"fixed_{int(rate)}"] = await phase_fixed(ctx, rate, args.seconds, f"f{int(rate)}")
+        if args.soak:
+            step(f"soak: {args.soak_rate}/s for {args.soak} s (memory over time)")
+            r["soak"] = await phase_fixed(ctx, args.soak_rate, args.soak, "soak")
         step("service at saturation")
         r["saturation"] = await phase_saturation(ctx, args.saturation_seconds, 64)
         step("service ingest only (dispatcher off)")
@@ -601,6 +609,8 @@ def main() -> None:
     p.add_argument("--rates", type=float, nargs="+", default=[200])
     p.add_argument("--saturation-seconds", type=float, default=10)
     p.add_argument("--ceiling-seconds", type=float, default=5)
+    p.add_argument("--soak", type=float, default=0, help="also run this many seconds (600)")
+    p.add_argument("--soak-rate", type=float, default=200)
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmark.json")
     args = p.parse_args()
     if args.full:

@@ -37,7 +37,11 @@ class Settings(BaseSettings):
         description="postgresql+asyncpg://user:pass@host/db, or sqlite+aiosqlite:///file.db",
     )
     database_pool_size: int = Field(
-        default=10, ge=1, le=200, description="Database connections per replica (no overflow)"
+        default=10,
+        ge=1,
+        le=200,
+        description="Connections per pool, no overflow; PostgreSQL has two per replica (the "
+        "webhook/sender hot path's and the API's), so up to twice this",
     )
 
     # --- SMTP ---------------------------------------------------------------------------
