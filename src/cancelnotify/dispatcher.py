@@ -237,7 +237,7 @@ class Dispatcher:
         if claim.rescued:
             self.metrics.lease_rescues.inc()
         trace = {"notification_id": str(claim.id), "request_id": claim.request_id}
-        log.info(
+        log.debug(
             "notification claimed",
             extra={**trace, "attempt": claim.attempt, "rescued": claim.rescued},
         )
@@ -295,6 +295,7 @@ class Dispatcher:
             extra={
                 **trace,
                 "attempt": claim.attempt,
+                "rescued": claim.rescued or None,
                 "outcome": result.outcome.value,
                 "smtp_code": result.code,
                 "status": transition.status.value,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cancelnotify.logging import JsonFormatter
+from cancelnotify.logging import JsonFormatter, configure_logging
 from cancelnotify.samples import sample_event
 from cancelnotify.settings import Settings
 from tests.api.ops import ADMIN, READ, WEBHOOK, post_event, wait_status
@@ -128,11 +128,15 @@ class TestLogs:
             )
 
         # One request id follows the first notification from webhook to SMTP.
-        trail = [line for line in lines if line.get("notification_id") == nid]
+        trail = [
+            line
+            for line in lines
+            if line.get("notification_id") == nid and line["level"] != "debug"
+        ]
         steps = [line["msg"] for line in trail]
-        assert steps[:3] == ["cancellation stored", "notification claimed", "send result"]
-        assert {line.get("request_id") for line in trail[:3]} == {"req-scan-1"}
-        result = trail[2]
+        assert steps[:2] == ["cancellation stored", "send result"]
+        assert {line.get("request_id") for line in trail[:2]} == {"req-scan-1"}
+        result = trail[1]
         assert (result["outcome"], result["smtp_code"], result["status"]) == ("sent", 250, "sent")
         failed = [x for x in lines if x.get("notification_id") == refused["notification_id"]]
         assert failed[-1]["request_id"] == "req-scan-2"
@@ -159,6 +163,23 @@ class TestLogs:
         line = JsonFormatter().format(record)
         assert "zebulon" not in line
         assert "recipient=<email>" in line
+
+    def test_webhooks_log_one_line_of_their_own_and_no_access_line(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
+        saved = (root.handlers[:], root.level, access.filters[:])
+        try:
+            configure_logging("info")
+            for path in ("/v1/webhooks/order-cancelled", "/v1/notifications?status=failed"):
+                access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", path, "1.1", 202)
+        finally:
+            root.handlers[:], access.filters[:] = saved[0], saved[2]
+            root.setLevel(saved[1])
+        lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+        assert [x["msg"] for x in lines] == [
+            '127.0.0.1:5000 - "POST /v1/notifications?status=failed HTTP/1.1" 202'
+        ]
 
 
 def _changes(order_id: str) -> dict[str, Any]:
