@@ -192,13 +192,19 @@ async def fixed_rate(port: int, requests: list[bytes], rate: float) -> Load:
     return load
 
 
-async def saturate(port: int, requests: list[bytes], concurrency: int, seconds: float) -> Load:
-    """Closed loop: `concurrency` connections send back to back until the time is up."""
+async def saturate(
+    port: int | list[int], requests: list[bytes], concurrency: int, seconds: float
+) -> Load:
+    """Closed loop: `concurrency` connections send back to back until the time is up.
+
+    With several ports (replicas), the connections are spread over them round-robin.
+    """
     load = Load()
     it = iter(requests)
     deadline = time.perf_counter() + seconds
+    ports = port if isinstance(port, list) else [port]
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         conn = Http(port)
         try:
             for raw in it:
@@ -217,18 +223,19 @@ async def saturate(port: int, requests: list[bytes], concurrency: int, seconds: 
             conn.close()
 
     load.started = time.time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(concurrency)))
     load.ended = time.time()
     return load
 
 
 # --- the sink ------------------------------------------------------------------------------
 class SinkProc:
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = False) -> None:
         self.port = _free_port()
         self.path = Path(tempfile.mkstemp(prefix="bench-sink-", suffix=".log")[1])
         self.proc = subprocess.Popen(
-            [PY, "-m", "benchmarks.sink", str(self.port), str(self.path)],
+            [PY, "-m", "benchmarks.sink", str(self.port), str(self.path)]
+            + (["--fast"] if fast else []),
             cwd=ROOT,
             stdout=subprocess.PIPE,
         )
@@ -524,6 +531,43 @@ async def phase_saturation(
         server.stop()
 
 
+async def phase_scale(ctx: Ctx, sink: SinkProc, replicas: int, seconds: float) -> dict[str, Any]:
+    """Saturate `replicas` services sharing one database and a fast SMTP server."""
+    ctx.truncate()
+    sink.reset()
+    requests = make_requests(int(seconds * 2500), f"scale{replicas}-{uuid.uuid4().hex[:6]}")
+    services = [Service(ctx.db_url, sink.port) for _ in range(replicas)]
+    try:
+        await asyncio.sleep(1.0)
+        cpu0 = (sum(cpu_seconds(s.proc.pid) for s in services), pg_cpu(ctx.pg), self_cpu())
+        load = await saturate([s.port for s in services], requests, 64, seconds)
+        end = await wait_delivered(sink, load.accepted, 120)
+        cpu1 = (sum(cpu_seconds(s.proc.pid) for s in services), pg_cpu(ctx.pg), self_cpu())
+        delivered = sink.count()
+        cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+        return {
+            "replicas": replicas,
+            "seconds": seconds,
+            "accepted": load.accepted,
+            "errors": load.errors,
+            "accepted_per_s": load.accepted / (load.ended - load.started),
+            "delivered": delivered,
+            "delivered_per_s": delivered / max(1e-9, end - load.started),
+            "webhook_p50_ms": pct(load.latency, 0.5) * 1000,
+            "webhook_p99_ms": pct(load.latency, 0.99) * 1000,
+            "cpu_ms_per_delivered": {
+                "services": cpu[0] * 1000 / max(1, delivered),
+                "postgres": cpu[1] * 1000 / max(1, delivered),
+                "load_generator": cpu[2] * 1000 / max(1, delivered),
+                "total": sum(cpu) * 1000 / max(1, delivered),
+            },
+            "peak_rss_mb": max(peak_rss_mb(s.proc.pid) for s in services),
+        }
+    finally:
+        for service in services:
+            service.stop()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     pg = PgServer()
     pg.start()
@@ -559,6 +603,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         step("naive baseline at saturation")
         r["naive"] = await phase_saturation(ctx, args.saturation_seconds, 64, naive=True)
+        if args.scale:
+            fast = SinkProc(fast=True)
+            try:
+                for replicas in range(1, args.scale + 1):
+                    step(f"{replicas} replica(s) at saturation, fast SMTP server")
+                    r[f"scale_{replicas}_fast_smtp"] = await phase_scale(
+                        ctx, fast, replicas, args.saturation_seconds
+                    )
+            finally:
+                fast.stop()
         lower = min(r["ceiling_insert_pairs_per_s"], r["ceiling_smtp_per_s"])
         r["delivered_vs_lower_ceiling_pct"] = 100 * r["saturation"]["delivered_per_s"] / lower
         r["delivered_vs_naive_ratio"] = (
@@ -599,6 +653,14 @@ def table(r: dict[str, Any]) -> str:
         f"service delivered at saturation = {r['delivered_vs_lower_ceiling_pct']:.0f}% of the "
         f"lower raw ceiling; {r['delivered_vs_naive_ratio']:.1f}x the naive baseline",
     ]
+    one = r.get("scale_1_fast_smtp")
+    for n in range(2, 9):
+        more = r.get(f"scale_{n}_fast_smtp")
+        if one and more:
+            lines.append(
+                f"{n} replicas on a fast SMTP server deliver "
+                f"{more['delivered_per_s'] / one['delivered_per_s']:.2f}x what 1 does"
+            )
     return "\n".join(lines)
 
 
@@ -609,6 +671,9 @@ def main() -> None:
     p.add_argument("--rates", type=float, nargs="+", default=[200])
     p.add_argument("--saturation-seconds", type=float, default=10)
     p.add_argument("--ceiling-seconds", type=float, default=5)
+    p.add_argument(
+        "--scale", type=int, default=2, help="replicas 1..N at saturation on a fast SMTP server"
+    )
     p.add_argument("--soak", type=float, default=0, help="also run this many seconds (600)")
     p.add_argument("--soak-rate", type=float, default=200)
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmark.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import uuid
 from datetime import UTC, datetime
@@ -57,7 +58,9 @@ def clean_header_text(value: str) -> str:
     return " ".join(value.split())
 
 
+@functools.lru_cache(maxsize=8)
 def _mailbox(value: str, setting: str) -> Address:
+    # Cached: MAIL_FROM and REPLY_TO are settings, parsed once (Address is immutable).
     name, addr = parseaddr(value)
     if "@" not in addr:
         raise ValueError(f"{setting} is not an email address")
@@ -65,7 +68,9 @@ def _mailbox(value: str, setting: str) -> Address:
     return Address(display_name=clean_header_text(name), username=username, domain=domain)
 
 
+@functools.lru_cache(maxsize=8)
 def _domain_of(mail_from: str) -> str:
+    # Cached: one parse per MAIL_FROM, not one per webhook (profiled on the ingest path).
     _, addr = parseaddr(mail_from)
     local, at, domain = addr.rpartition("@")
     domain = domain.strip().lower()

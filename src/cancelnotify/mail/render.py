@@ -36,7 +36,7 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.runtime import Context
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 import cancelnotify
 from cancelnotify.i18n import (
@@ -228,12 +228,17 @@ def load_translations(search_path: list[Path], language: str) -> gettext.NullTra
     return Translations(fp=buffer)
 
 
-def _substitute(translated: str, variables: Mapping[str, object]) -> str:
+def _substitute(translated: str, variables: Mapping[str, object], *, html: bool) -> str:
     # A value that ends in a period ("mar. 8 déc.") would double the sentence's own period.
     for key, value in variables.items():
         if isinstance(value, str) and value.endswith("."):
             translated = translated.replace(f"%({key})s.", f"%({key})s")
-    return translated % variables
+    if not html:
+        return translated % variables
+    # What `Markup(translated) % variables` gives (values escaped, numbers kept for %d), without
+    # markupsafe's per-argument helper objects: a third of the gettext time (profiled).
+    safe = {k: v if isinstance(v, int | float) else escape(v) for k, v in variables.items()}
+    return Markup(translated % safe)  # noqa: S704 - catalogs are trusted files, values escaped
 
 
 @pass_context
@@ -242,19 +247,15 @@ def _gettext(context: Context, message: str, **variables: object) -> str:
     # Environment serves every locale, thread-safely) and dates ending in "." read cleanly.
     translations: gettext.NullTranslations = context["i18n"]
     translated = translations.gettext(message)
-    if context.eval_ctx.autoescape:
-        translated = Markup(translated)  # noqa: S704 - catalogs are trusted files, values are escaped
-    return _substitute(translated, variables)
+    return _substitute(translated, variables, html=context.eval_ctx.autoescape)
 
 
 @pass_context
 def _ngettext(context: Context, singular: str, plural: str, num: int, **variables: object) -> str:
     translations: gettext.NullTranslations = context["i18n"]
     translated = translations.ngettext(singular, plural, num)
-    if context.eval_ctx.autoescape:
-        translated = Markup(translated)  # noqa: S704 - catalogs are trusted files, values are escaped
     variables.setdefault("num", num)
-    return _substitute(translated, variables)
+    return _substitute(translated, variables, html=context.eval_ctx.autoescape)
 
 
 def _text_heading(title: str) -> str:
@@ -555,11 +556,14 @@ class Renderer:
             return str(_("You were not charged for this order."))
         if refund.window_end is None:
             return _substitute(
-                _("Your refund of %(amount)s is available right away."), {"amount": refund.amount}
+                _("Your refund of %(amount)s is available right away."),
+                {"amount": refund.amount},
+                html=False,
             )
         return _substitute(
             _("Your refund of %(amount)s is on its way, expected by %(end)s."),
             {"amount": refund.amount, "end": refund.window_end},
+            html=False,
         )
 
 
