@@ -32,7 +32,7 @@ async def order_cancelled(request: Request, response: Response) -> WebhookAccept
     result = await webhooks.receive_canonical(
         state.store,
         body,
-        headers=dict(request.headers),
+        headers=request.headers,
         settings=state.settings,
         now=state.clock(),
         request_id=request.state.request_id,
@@ -82,7 +82,7 @@ async def shopify(request: Request, response: Response) -> WebhookAccepted | Web
     result = await platforms.receive_shopify(
         state.store,
         body,
-        headers=dict(request.headers),
+        headers=request.headers,
         settings=state.settings,
         now=state.clock(),
         request_id=request.state.request_id,
@@ -103,7 +103,7 @@ async def woocommerce(request: Request, response: Response) -> WebhookAccepted |
     result = await platforms.receive_woocommerce(
         state.store,
         body,
-        headers=dict(request.headers),
+        headers=request.headers,
         settings=state.settings,
         now=state.clock(),
         request_id=request.state.request_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from cancelnotify.services.webhooks import parse_json, require_json
 from cancelnotify.settings import Settings
 from cancelnotify.store import Store
 
-Headers = dict[str, str]
+Headers = Mapping[str, str]  # case-insensitive (Starlette's Headers) or lower-case keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -85,7 +86,7 @@ async def receive_canonical(
     store: Store,
     body: bytes,
     *,
-    headers: dict[str, str | None],
+    headers: Mapping[str, str],
     settings: Settings,
     now: datetime,
     request_id: str | None,
