@@ -24,10 +24,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import aiosmtplib
 import asyncpg
@@ -124,14 +124,33 @@ def signed_request(path: str, event: dict[str, Any]) -> bytes:
     return head.encode() + body
 
 
-def make_requests(n: int, prefix: str) -> list[bytes]:
-    return [
-        signed_request(
+class Requests(Sequence[bytes]):
+    """`n` distinct signed webhooks, each signed when taken: a Standard Webhooks signature is
+    only valid for 5 minutes, which a 10-minute run would outlive if signed up front."""
+
+    def __init__(self, n: int, prefix: str) -> None:
+        self.n, self.prefix = n, prefix
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return signed_request(
             "/v1/webhooks/order-cancelled",
-            sample_event(order_id=f"{prefix}-{i}", email=f"customer{i}@example.com"),
+            sample_event(order_id=f"{self.prefix}-{i}", email=f"customer{i}@example.com"),
         )
-        for i in range(n)
-    ]
+
+
+def make_requests(n: int, prefix: str) -> Requests:
+    return Requests(n, prefix)
 
 
 @dataclass
@@ -156,7 +175,7 @@ def _record(load: Load, t0: float, status: int, body: bytes) -> None:
         load.errors += 1
 
 
-async def fixed_rate(port: int, requests: list[bytes], rate: float) -> Load:
+async def fixed_rate(port: int, requests: Sequence[bytes], rate: float) -> Load:
     """Open loop: request i leaves at start + i/rate, whatever the server's speed."""
     load = Load()
     idle: asyncio.Queue[Http] = asyncio.Queue()
@@ -193,7 +212,7 @@ async def fixed_rate(port: int, requests: list[bytes], rate: float) -> Load:
 
 
 async def saturate(
-    port: int | list[int], requests: list[bytes], concurrency: int, seconds: float
+    port: int | list[int], requests: Sequence[bytes], concurrency: int, seconds: float
 ) -> Load:
     """Closed loop: `concurrency` connections send back to back until the time is up.
 

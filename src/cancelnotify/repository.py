@@ -1,8 +1,8 @@
-"""The SQL: ingest inserts, the outbox claim with SKIP LOCKED and leases, and lookups."""
+"""The SQL through SQLAlchemy sessions: the outbox paths for SQLite (PostgreSQL runs them in
+store.py), and every lookup and write of the ops API."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -82,8 +82,8 @@ async def insert_pair(
     """Insert a cancellation and, only if it was new, its notification.
 
     Returns (cancellation id or None if the event was a duplicate, notification id or None if the
-    order already has one). PostgreSQL does both in one statement, one round trip (measured:
-    the hot path of a storm); SQLite, which has no data-modifying CTEs, takes two.
+    order already has one). Two statements in the caller's transaction: the session path (SQLite,
+    tests). The service on PostgreSQL uses `store.PgStore`, one statement.
     """
     cancellation_id = await insert_cancellation(session, cancellation)
     if cancellation_id is None:
@@ -241,8 +241,6 @@ async def claim_due(
 
 def _claim(row: Any, *, rescued: bool, payload: Any, reference: str, failures: int) -> Claim:
     """A Claim from a claimed notifications row (both claim paths return the same columns)."""
-    if isinstance(payload, str):  # JSONB through a text() statement arrives as a string
-        payload = json.loads(payload)
     return Claim(
         id=row.id,
         cancellation_id=row.cancellation_id,

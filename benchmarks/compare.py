@@ -1,0 +1,109 @@
+"""Side-by-side A/B of source trees: CPU per webhook ingested and per email delivered.
+
+    git worktree add /tmp/before <commit>
+    .venv/bin/python -m benchmarks.compare /tmp/before . --rounds 3
+    .venv/bin/python -m benchmarks.compare . ".@CANCELNOTIFY_DISPATCHER_CONCURRENCY=8"
+
+Each variant is a source tree (its `src/` is put first on PYTHONPATH of `cancelnotify serve`),
+optionally followed by `@NAME=VALUE+NAME=VALUE` settings. Per round and variant, on one private
+PostgreSQL and one aiosmtpd server: the service ingests N signed webhooks at a fixed rate with the
+dispatcher off (ingest only), then a fresh service with the dispatcher on drains them (delivery
+only). It prints the CPU of the service and of PostgreSQL per unit for each phase, the webhook
+p50/p99 and the drain rate; variants alternate within each round (the machine is shared and
+noisy), and the last lines are the medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from pathlib import Path
+
+from benchmarks import run as bench
+from cancelnotify.db import run_migrations
+
+FIELDS = (
+    "ingest service ms",
+    "ingest postgres ms",
+    "webhook p50 ms",
+    "webhook p99 ms",
+    "delivered/s",
+    "delivery service ms",
+    "delivery postgres ms",
+)
+
+
+async def one(
+    variant: str, pg: bench.PgServer, sink: bench.SinkProc, tag: int, n: int, rate: float
+) -> tuple[float, ...]:
+    tree, _, overrides = variant.partition("@")
+    env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
+    db_url = pg.create_database(f"compare{tag}")
+    run_migrations(db_url)
+    root = Path(os.path.abspath(tree))  # noqa: ASYNC240 - no I/O, just a path
+    os.environ["PYTHONPATH"] = str(root / "src")
+    bench.ROOT = root
+    sink.reset()
+    svc = bench.Service(db_url, sink.port, CANCELNOTIFY_DISPATCHER_ENABLED="false", **env)
+    try:
+        await asyncio.sleep(1)
+        requests = bench.make_requests(n, f"compare{tag}")
+        c0, p0 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+        load = await bench.fixed_rate(svc.port, requests, rate)
+        c1, p1 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+    finally:
+        svc.stop()
+    accepted = max(1, load.accepted)
+    ingest = (
+        1000 * (c1 - c0) / accepted,
+        1000 * (p1 - p0) / accepted,
+        bench.pct(load.latency, 0.5) * 1000,
+        bench.pct(load.latency, 0.99) * 1000,
+    )
+    svc = bench.Service(db_url, sink.port, **env)
+    try:
+        c0, p0, t0 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg), time.time()
+        await bench.wait_delivered(sink, load.accepted, 300)
+        seconds = time.time() - t0
+        c1, p1 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+    finally:
+        svc.stop()
+    sent = max(1, sink.count())
+    return (*ingest, sent / seconds, 1000 * (c1 - c0) / sent, 1000 * (p1 - p0) / sent)
+
+
+def line(label: str, values: tuple[float, ...]) -> str:
+    return f"{label}: " + ", ".join(f"{f} {v:.2f}" for f, v in zip(FIELDS, values, strict=True))
+
+
+async def main(args: argparse.Namespace) -> None:
+    pg = bench.PgServer()
+    pg.start()
+    sink = bench.SinkProc()
+    results: dict[str, list[tuple[float, ...]]] = {v: [] for v in args.variants}
+    try:
+        tag = 0
+        for _ in range(args.rounds):
+            for variant in args.variants:
+                tag += 1
+                values = await one(variant, pg, sink, tag, args.requests, args.rate)
+                results[variant].append(values)
+                print(line(variant, values), flush=True)
+        for variant, rows in results.items():
+            medians = tuple(statistics.median(r[i] for r in rows) for i in range(len(FIELDS)))
+            print(line(f"MEDIAN {variant}", medians))
+    finally:
+        sink.stop()
+        pg.destroy()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("variants", nargs="+", help="TREE or TREE@NAME=VALUE+NAME=VALUE")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--requests", type=int, default=1500)
+    p.add_argument("--rate", type=float, default=150)
+    asyncio.run(main(p.parse_args()))
