@@ -25,6 +25,7 @@ A refund with method ``none`` (or no refund at all, or a zero amount) means noth
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -93,16 +94,19 @@ def formatting_locale(tag: str | None, language: str) -> Locale:
     return region_locale
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a storm repeats prices and dates
 def format_money(amount: Decimal, currency: str, locale: Locale | str) -> str:
     """Amount and currency as the locale writes them, e.g. "129,90 €" in German."""
     return format_currency(amount, currency, locale=locale)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a storm repeats prices and dates
 def format_long_date(day: date, locale: Locale | str) -> str:
     """A full date for the order date, e.g. "26 November 2026" / "26. November 2026"."""
     return _babel_format_date(day, format="long", locale=locale)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a storm repeats prices and dates
 def format_short_date(day: date, locale: Locale | str, *, with_year: bool = False) -> str:
     """A weekday date for refund windows, e.g. "Tue 1 Dec" (en-GB) or "Di., 1. Dez." (de)."""
     return format_skeleton("yMMMEd" if with_year else "MMMEd", day, locale=locale)
