@@ -121,6 +121,15 @@ def is_retryable_db_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
 
 
+def raise_if_database_down(exc: BaseException) -> None:
+    """A connection-level database failure becomes 503 + Retry-After: nothing was stored."""
+    if is_retryable_db_error(exc):
+        raise ServiceUnavailable(
+            "The database is unavailable; nothing was stored, retry later",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
 def install_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CancelNotifyError)  # noqa: S101

@@ -11,13 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cancelnotify import repository
 from cancelnotify.clock import Clock
-from cancelnotify.errors import (
-    Forbidden,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Unauthorized,
-    is_retryable_db_error,
-)
+from cancelnotify.errors import Forbidden, PayloadTooLarge, Unauthorized, raise_if_database_down
 from cancelnotify.models import ApiKey
 from cancelnotify.services.apikeys import hash_key
 from cancelnotify.services.ingest import WAKE
@@ -46,11 +40,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         async with sessionmaker.begin() as session:
             yield session
     except Exception as exc:
-        if is_retryable_db_error(exc):
-            raise ServiceUnavailable(
-                "The database is unavailable; nothing was stored, retry later",
-                headers={"Retry-After": "5"},
-            ) from exc
+        raise_if_database_down(exc)
         raise
     if session.info.get(WAKE):
         request.app.state.dispatcher.wake()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cancelnotify.errors import ServiceUnavailable, is_retryable_db_error
+from cancelnotify.errors import raise_if_database_down
 from cancelnotify.mail.message import make_message_id
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services import callbacks
@@ -96,11 +96,7 @@ async def ingest(
     try:
         stored = await store.ingest(cancellation, notification, task, payload_text=payload_text)
     except Exception as exc:
-        if is_retryable_db_error(exc):
-            raise ServiceUnavailable(
-                "The database is unavailable; nothing was stored, retry later",
-                headers={"Retry-After": "5"},
-            ) from exc
+        raise_if_database_down(exc)
         raise
     if task is not None and stored.new_cancellation:
         log.info(
