@@ -100,6 +100,7 @@ class Dispatcher:
         # Refill when a quarter of the slots are free: a claim is a transaction of 3 statements,
         # so claiming per finished send would cost more than the send (profiled).
         self._batch = max(1, settings.dispatcher_concurrency // 4)
+        self._backlog = True  # the last claim filled all the room: more rows may be due
         # Pause after a 530/535: monotonic end of the pause; then one probe send at a time.
         self._paused_until: float | None = None
         self._probe: uuid.UUID | None = None
@@ -182,6 +183,7 @@ class Dispatcher:
                 return  # a finishing send wakes us; claiming one row at a time costs a lot
             t0 = time.monotonic()  # before the claim statement: the lease surely lasts to t0+L
             claims = await self._claim(room)
+            self._backlog = len(claims) == room  # full: more may be due right now
             for claim in claims:
                 job = _Job(claim)
                 job.progress.lease_until = t0 + self.settings.lease_seconds
@@ -195,10 +197,15 @@ class Dispatcher:
 
     def _done(self, notification_id: uuid.UUID, _task: object = None) -> None:
         self._jobs.pop(notification_id, None)
-        if self._probe == notification_id:
+        probe_done = self._probe == notification_id
+        if probe_done:
             self._probe = None
-        if self.settings.dispatcher_concurrency - len(self._jobs) >= self._batch:
-            self._wake.set()  # room for a batch
+        room = self.settings.dispatcher_concurrency - len(self._jobs)
+        # Claim again only if the last claim was cut short by our room: otherwise nothing was
+        # left due and an empty claim is a wasted statement per email (new rows wake us; the
+        # poll finds retries and other replicas' rows).
+        if probe_done or (self._backlog and room >= self._batch):
+            self._wake.set()
 
     async def _claim(self, limit: int) -> list[Claim]:
         return await self.store.claim(
