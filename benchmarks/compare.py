@@ -66,12 +66,12 @@ async def one(
     svc = bench.Service(db_url, sink.port, **env)
     try:
         c0, p0, t0 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg), time.time()
-        await bench.wait_delivered(sink, load.accepted, 300)
+        await bench.wait_delivered(sink, load, 300)
         seconds = time.time() - t0
         c1, p1 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
     finally:
         svc.stop()
-    sent = max(1, sink.count())
+    sent = max(1, bench.delivered_ids(sink, load))
     return (*ingest, sent / seconds, 1000 * (c1 - c0) / sent, 1000 * (p1 - p0) / sent)
 
 

@@ -41,6 +41,7 @@ PY = sys.executable
 KEY = b"benchmark-secret-0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
 CLK = os.sysconf("SC_CLK_TCK")
+DOMAIN = "bench.example"  # of MAIL_FROM, hence of every Message-ID
 
 
 # --- process accounting -------------------------------------------------------------------
@@ -155,7 +156,7 @@ def make_requests(n: int, prefix: str) -> Requests:
 
 @dataclass
 class Load:
-    sent_at: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # of each accepted request, as `nids`
     latency: list[float] = field(default_factory=list)
     nids: list[str] = field(default_factory=list)
     errors: int = 0
@@ -167,9 +168,10 @@ class Load:
         return len(self.nids)
 
 
-def _record(load: Load, t0: float, status: int, body: bytes) -> None:
+def _record(load: Load, sent: float, t0: float, status: int, body: bytes) -> None:
     load.latency.append(time.perf_counter() - t0)
     if status in (200, 202):
+        load.sent_at.append(sent)
         load.nids.append(json.loads(body).get("notification_id", ""))
     else:
         load.errors += 1
@@ -185,15 +187,14 @@ async def fixed_rate(port: int, requests: Sequence[bytes], rate: float) -> Load:
             conn = idle.get_nowait()
         except asyncio.QueueEmpty:
             conn = Http(port)
-        t0 = time.perf_counter()
-        load.sent_at.append(time.time())
+        sent, t0 = time.time(), time.perf_counter()
         try:
             status, body = await conn.post(raw)
         except (OSError, asyncio.IncompleteReadError):
             load.errors += 1
             conn.close()
             return
-        _record(load, t0, status, body)
+        _record(load, sent, t0, status, body)
         idle.put_nowait(conn)
 
     load.started = time.time()
@@ -229,7 +230,7 @@ async def saturate(
             for raw in it:
                 if time.perf_counter() > deadline:
                     return
-                t0 = time.perf_counter()
+                sent, t0 = time.time(), time.perf_counter()
                 try:
                     status, body = await conn.post(raw)
                 except (OSError, asyncio.IncompleteReadError):
@@ -237,7 +238,7 @@ async def saturate(
                     conn.close()
                     conn = Http(port)
                     continue
-                _record(load, t0, status, body)
+                _record(load, sent, t0, status, body)
         finally:
             conn.close()
 
@@ -280,10 +281,19 @@ class SinkProc:
         self.path.unlink(missing_ok=True)
 
 
-async def wait_delivered(sink: SinkProc, expected: int, timeout: float) -> float:
+def delivered_ids(sink: SinkProc, load: Load) -> int:
+    """How many of this load's accepted webhooks reached the sink (by Message-ID): the sink's
+    file may still receive lines of an earlier phase after a reset (it flushes every 0.2 s)."""
+    arrivals = sink.arrivals()
+    return sum(1 for nid in load.nids if f"<{nid}@{DOMAIN}>" in arrivals)
+
+
+async def wait_delivered(sink: SinkProc, load: Load, timeout: float) -> float:
     deadline = time.time() + timeout
-    while sink.count() < expected and time.time() < deadline:
-        await asyncio.sleep(0.1)
+    while time.time() < deadline:
+        if sink.count() >= load.accepted and delivered_ids(sink, load) >= load.accepted:
+            break
+        await asyncio.sleep(0.2)
     return time.time()
 
 
@@ -440,7 +450,7 @@ def pct(values: list[float], q: float) -> float:
 
 def delivery_latencies(load: Load, arrivals: dict[str, float], domain: str) -> list[float]:
     out = []
-    for sent, nid in zip(load.sent_at, load.nids, strict=False):
+    for sent, nid in zip(load.sent_at, load.nids, strict=True):
         arrived = arrivals.get(f"<{nid}@{domain}>")
         if arrived is not None:
             out.append(arrived - sent)
@@ -480,11 +490,11 @@ async def phase_fixed(ctx: Ctx, rate: float, seconds: float, label: str) -> dict
 
         sampler = asyncio.create_task(sample_rss())
         load = await fixed_rate(svc.port, requests, rate)
-        end = await wait_delivered(ctx.sink, load.accepted, 60)
+        end = await wait_delivered(ctx.sink, load, 60)
         sampler.cancel()
         cpu1 = (cpu_seconds(svc.proc.pid), pg_cpu(ctx.pg), self_cpu())
         arrivals = ctx.sink.arrivals()
-        lat = delivery_latencies(load, arrivals, "bench.example")
+        lat = delivery_latencies(load, arrivals, DOMAIN)
         delivered = len(lat)
         cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         result = {
@@ -544,9 +554,9 @@ async def phase_saturation(
         load = await saturate([s.port for s in servers], requests, concurrency, seconds)
         end = load.ended
         if not ingest_only:
-            end = await wait_delivered(sink, load.accepted, 120)
+            end = await wait_delivered(sink, load, 120)
         cpu1 = (sum(cpu_seconds(s.proc.pid) for s in servers), pg_cpu(ctx.pg), self_cpu())
-        delivered = sink.count()
+        delivered = delivered_ids(sink, load)
         per = max(1, delivered if not ingest_only else load.accepted)
         cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         return {
