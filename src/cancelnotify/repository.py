@@ -4,7 +4,7 @@ store.py), and every lookup and write of the ops API."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -228,8 +228,8 @@ async def claim_due(
         ).all()
     }
     return [
-        _claim(
-            r,
+        claim_from_row(
+            r._mapping,
             rescued=r.id in rescued,
             payload=extra[r.cancellation_id][0],
             reference=extra[r.cancellation_id][1],
@@ -239,23 +239,26 @@ async def claim_due(
     ]
 
 
-def _claim(row: Any, *, rescued: bool, payload: Any, reference: str, failures: int) -> Claim:
-    """A Claim from a claimed notifications row (both claim paths return the same columns)."""
+def claim_from_row(
+    row: Mapping[Any, Any], *, rescued: bool, payload: Any, reference: str, failures: int
+) -> Claim:
+    """A Claim from a claimed notifications row: a SQLAlchemy row's `_mapping` here, an asyncpg
+    record in `store.PgStore` (both claim paths return the same columns)."""
     return Claim(
-        id=row.id,
-        cancellation_id=row.cancellation_id,
-        kind=row.kind,
-        recipient=row.recipient,
-        locale=row.locale,
-        message_id=row.message_id,
-        attempt=row.attempts,
-        send_by=row.send_by,
+        id=row["id"],
+        cancellation_id=row["cancellation_id"],
+        kind=row["kind"],
+        recipient=row["recipient"],
+        locale=row["locale"],
+        message_id=row["message_id"],
+        attempt=row["attempts"],
+        send_by=row["send_by"],
         rescued=rescued,
         payload=payload,
         reference=reference,
-        request_id=row.request_id,
+        request_id=row["request_id"],
         failures=failures,
-        created_at=row.created_at,
+        created_at=row["created_at"],
     )
 
 

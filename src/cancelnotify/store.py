@@ -458,21 +458,12 @@ class PgStore(Store):
         }
         rows = await self.pool.fetch(_CLAIM.sql, *_CLAIM.args(params))
         return [
-            Claim(
-                id=r["id"],
-                cancellation_id=r["cancellation_id"],
-                kind=r["kind"],
-                recipient=r["recipient"],
-                locale=r["locale"],
-                message_id=r["message_id"],
-                attempt=r["attempts"],
-                send_by=r["send_by"],
+            repository.claim_from_row(
+                r,
                 rescued=r["old_status"] == Status.sending,
                 payload=json.loads(r["payload"]),  # asyncpg hands JSONB over as text
                 reference=r["reference"],
-                request_id=r["request_id"],
                 failures=r["failures"],
-                created_at=r["created_at"],
             )
             for r in rows
         ]

@@ -28,6 +28,7 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import (
+    BaseLoader,
     Environment,
     FileSystemLoader,
     StrictUndefined,
@@ -309,28 +310,39 @@ def fast_wordwrap(
     return newline.join(out)
 
 
+def i18n_environment(loader: BaseLoader, *, escape_all: bool) -> Environment:
+    """A strict Jinja2 environment whose gettext takes its catalog from the render context
+    (`i18n`), so one environment serves every locale: emails and the status pages use it.
+
+    `.html` templates and strings are always autoescaped; other files (an email's `.txt` and
+    `.subject`) only with `escape_all`.
+    """
+    env = Environment(
+        loader=loader,
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), default_for_string=True, default=escape_all
+        ),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
+    setattr(env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
+    env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
+    return env
+
+
 class Renderer:
     """Compiled templates and catalogs, built once per process; `render` is pure CPU."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._search_path = template_search_path(settings)
-        self._env = Environment(
-            loader=FileSystemLoader(self._search_path),
-            autoescape=select_autoescape(
-                enabled_extensions=("html",), default_for_string=True, default=False
-            ),
-            undefined=StrictUndefined,
-            extensions=["jinja2.ext.i18n"],
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
-        self._env.policies["ext.i18n.trimmed"] = True
+        self._env = i18n_environment(FileSystemLoader(self._search_path), escape_all=False)
         self._env.filters["wordwrap"] = fast_wordwrap
-        # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
-        setattr(self._env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
-        self._env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
         self._env.globals["heading"] = _text_heading
         self._locales = available_locales(self._search_path)
         self._translations = {

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader
 from markupsafe import Markup
 
 from cancelnotify.links import FeedbackAnswer
-from cancelnotify.mail.render import Renderer, _gettext, _ngettext
+from cancelnotify.mail.render import Renderer, i18n_environment
 from cancelnotify.services.status import StatusView
 from cancelnotify.settings import Settings
 
@@ -26,18 +26,7 @@ class Pages:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._env = Environment(
-            loader=FileSystemLoader(_HERE / "templates"),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            undefined=StrictUndefined,
-            extensions=["jinja2.ext.i18n"],
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
-        self._env.policies["ext.i18n.trimmed"] = True
-        setattr(self._env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
-        self._env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
+        self._env = i18n_environment(FileSystemLoader(_HERE / "templates"), escape_all=True)
         css = (_HERE / "templates" / "page.css").read_text(encoding="utf-8")
         self._css = Markup(css)  # noqa: S704 - our own stylesheet, not input
         digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
