@@ -37,12 +37,12 @@ from cancelnotify.mail.message import build_message_bytes
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult
 from cancelnotify.metrics import Metrics, code_class
-from cancelnotify.repository import Claim
+from cancelnotify.repository import Attempt, Claim
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services.refunds import render_payload
 from cancelnotify.settings import Settings
 from cancelnotify.states import LIFETIME_EXCEEDED, Outcome, Status, Transition, after_attempt
-from cancelnotify.store import Attempt, Store
+from cancelnotify.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -134,6 +134,31 @@ class Claim:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One finished attempt and the state it moves the notification to."""
+
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    smtp_code: int | None
+    smtp_text: str
+    status: Status
+    next_attempt_at: datetime | None
+    failure_reason: str | None
+    subject: str | None
+    body_text: str | None
+
+    @property
+    def sent(self) -> bool:
+        return self.status is Status.sent
+
+    @property
+    def last_error(self) -> str | None:
+        """What the notification shows as its last error: nothing once sent."""
+        return None if self.sent else self.smtp_text
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(
@@ -297,21 +322,7 @@ async def extend_leases(
 
 
 async def record_attempt(
-    session: AsyncSession,
-    *,
-    claim: Claim,
-    worker: str,
-    started_at: datetime,
-    duration_ms: int,
-    outcome: str,
-    smtp_code: int | None,
-    smtp_text: str | None,
-    status: Status,
-    next_attempt_at: datetime | None,
-    failure_reason: str | None,
-    subject: str | None,
-    body_text: str | None,
-    now: datetime,
+    session: AsyncSession, claim: Claim, attempt: Attempt, *, worker: str, now: datetime
 ) -> bool:
     """Write the attempt row and move the notification, fenced on still owning the claim.
 
@@ -325,28 +336,28 @@ async def record_attempt(
             notification_id=claim.id,
             number=claim.attempt,
             worker=worker,
-            started_at=started_at,
-            duration_ms=duration_ms,
-            outcome=outcome,
-            smtp_code=smtp_code,
-            smtp_text=smtp_text,
+            started_at=attempt.started_at,
+            duration_ms=attempt.duration_ms,
+            outcome=attempt.outcome,
+            smtp_code=attempt.smtp_code,
+            smtp_text=attempt.smtp_text,
         )
     )
     values: dict[str, Any] = {
-        "status": status,
+        "status": attempt.status,
         "locked_until": None,
         "locked_by": None,
         "updated_at": now,
-        "last_error": None if status is Status.sent else smtp_text,
-        "failure_reason": failure_reason,
+        "last_error": attempt.last_error,
+        "failure_reason": attempt.failure_reason,
     }
-    if next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
-    if status is Status.sent:
+    if attempt.next_attempt_at is not None:
+        values["next_attempt_at"] = attempt.next_attempt_at
+    if attempt.sent:
         values["sent_at"] = now
-    if subject is not None:
-        values["subject"] = subject
-        values["body_text"] = body_text
+    if attempt.subject is not None:
+        values["subject"] = attempt.subject
+        values["body_text"] = attempt.body_text
     result = await session.execute(
         update(_notifications).where(_owned(claim, worker)).values(**values)
     )

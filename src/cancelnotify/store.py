@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cancelnotify import repository
 from cancelnotify.models import CallbackTask, Cancellation, Notification
-from cancelnotify.repository import Claim
+from cancelnotify.repository import Attempt, Claim
 from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
 from cancelnotify.states import Status
@@ -45,22 +45,6 @@ class Ingested:
     status: str
     new_cancellation: bool  # False: this event (event id or webhook id) was seen before
     new_notification: bool  # False: the order already has its email (another event, same order)
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One finished attempt and the state it moves the notification to."""
-
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    smtp_code: int | None
-    smtp_text: str
-    status: Status
-    next_attempt_at: datetime | None
-    failure_reason: str | None
-    subject: str | None
-    body_text: str | None
 
 
 class Store:
@@ -172,22 +156,7 @@ class SessionStore(Store):
 
     async def record(self, claim: Claim, attempt: Attempt, *, worker: str, now: datetime) -> bool:
         async with self.sessionmaker.begin() as session:
-            return await repository.record_attempt(
-                session,
-                claim=claim,
-                worker=worker,
-                started_at=attempt.started_at,
-                duration_ms=attempt.duration_ms,
-                outcome=attempt.outcome,
-                smtp_code=attempt.smtp_code,
-                smtp_text=attempt.smtp_text,
-                status=attempt.status,
-                next_attempt_at=attempt.next_attempt_at,
-                failure_reason=attempt.failure_reason,
-                subject=attempt.subject,
-                body_text=attempt.body_text,
-                now=now,
-            )
+            return await repository.record_attempt(session, claim, attempt, worker=worker, now=now)
 
     async def release(self, ids: list[uuid.UUID], *, worker: str, now: datetime) -> None:
         async with self.sessionmaker.begin() as session:
@@ -479,7 +448,6 @@ class PgStore(Store):
         return {r["id"] for r in rows if numbers.get(r["id"]) == r["attempts"]}
 
     async def record(self, claim: Claim, attempt: Attempt, *, worker: str, now: datetime) -> bool:
-        sent = attempt.status is Status.sent
         params = {
             "attempt_id": uuid.uuid4(),
             "id": claim.id,
@@ -492,10 +460,10 @@ class PgStore(Store):
             "smtp_text": attempt.smtp_text,
             "status": attempt.status.value,
             "now": now,
-            "last_error": None if sent else attempt.smtp_text,
+            "last_error": attempt.last_error,
             "failure_reason": attempt.failure_reason,
             "next_attempt_at": attempt.next_attempt_at,
-            "sent_at": now if sent else None,
+            "sent_at": now if attempt.sent else None,
             "subject": attempt.subject,
             "body_text": attempt.body_text,
         }
