@@ -261,7 +261,11 @@ class Dispatcher:
                     payload = await render_payload(
                         self.sessionmaker, claim.kind, claim.cancellation_id, claim.payload
                     )
-                    event = CancellationEventV1.model_validate(payload)
+                    event = (
+                        CancellationEventV1.model_validate_json(payload)  # half the cost
+                        if isinstance(payload, str)
+                        else CancellationEventV1.model_validate(payload)
+                    )
                     rendered = self.renderer.render(
                         event,
                         notification_id=claim.id,

@@ -127,7 +127,7 @@ class Claim:
     attempt: int  # this claim's number; with `locked_by` it fences every later write
     send_by: datetime
     rescued: bool
-    payload: dict[str, Any] | None
+    payload: dict[str, Any] | str | None  # as stored; text when the driver returns JSON text
     reference: str
     request_id: str | None = None  # of the webhook that created it: logs follow it to SMTP
     failures: int = 0  # earlier transient/ambiguous attempts: drives the backoff

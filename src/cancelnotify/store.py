@@ -430,7 +430,7 @@ class PgStore(Store):
             repository.claim_from_row(
                 r,
                 rescued=r["old_status"] == Status.sending,
-                payload=json.loads(r["payload"]),  # asyncpg hands JSONB over as text
+                payload=r["payload"],  # JSONB as text: validated straight from JSON
                 reference=r["reference"],
                 failures=r["failures"],
             )

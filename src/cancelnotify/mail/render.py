@@ -8,6 +8,7 @@ escape it (autoescape on); the text templates print it as is.
 
 from __future__ import annotations
 
+import functools
 import gettext
 import io
 import re
@@ -295,19 +296,22 @@ def fast_wordwrap(
         if len(line) <= width:
             out.append(line.rstrip(_TEXTWRAP_WHITESPACE))
         else:
-            out.append(
-                newline.join(
-                    textwrap.wrap(
-                        line,
-                        width=width,
-                        expand_tabs=False,
-                        replace_whitespace=False,
-                        break_long_words=break_long_words,
-                        break_on_hyphens=break_on_hyphens,
-                    )
-                )
-            )
+            out.append(newline.join(_wrap(line, width, break_long_words, break_on_hyphens)))
     return newline.join(out)
+
+
+@functools.lru_cache(maxsize=2048)
+def _wrap(line: str, width: int, break_long_words: bool, break_on_hyphens: bool) -> tuple[str, ...]:
+    # Most long lines are a translated sentence without customer data: the same in every email.
+    wrapped = textwrap.wrap(
+        line,
+        width=width,
+        expand_tabs=False,
+        replace_whitespace=False,
+        break_long_words=break_long_words,
+        break_on_hyphens=break_on_hyphens,
+    )
+    return tuple(wrapped)
 
 
 def i18n_environment(loader: BaseLoader, *, escape_all: bool) -> Environment:

@@ -4,6 +4,7 @@ one "your refund is on its way" email when a refund completes."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -192,11 +193,13 @@ async def render_payload(
     sessionmaker: async_sessionmaker[AsyncSession],
     kind: str,
     cancellation_id: uuid.UUID,
-    payload: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """What the dispatcher renders: the stored payload, with the refund merged in for follow-ups."""
+    payload: dict[str, Any] | str | None,
+) -> dict[str, Any] | str:
+    """What the dispatcher renders: the stored payload (a dict, or JSON text as stored), with the
+    refund merged in for follow-ups."""
     if kind != FOLLOW_UP:
         return payload or {}
+    stored: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else payload or {}
     async with sessionmaker() as session:
         event = await repository.latest_completed_refund(session, cancellation_id)
-    return merge_refund(payload or {}, event)
+    return merge_refund(stored, event)
