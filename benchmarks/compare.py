@@ -3,6 +3,7 @@
     git worktree add /tmp/before <commit>
     .venv/bin/python -m benchmarks.compare /tmp/before . --rounds 3
     .venv/bin/python -m benchmarks.compare . ".@CANCELNOTIFY_DISPATCHER_CONCURRENCY=8"
+    .venv/bin/python -m benchmarks.compare /tmp/before . --fixed --rate 100 --requests 3000
 
 Each variant is a source tree (its `src/` is put first on PYTHONPATH of `cancelnotify serve`),
 optionally followed by `@NAME=VALUE+NAME=VALUE` settings. Per round and variant, on one private
@@ -11,6 +12,10 @@ dispatcher off (ingest only), then a fresh service with the dispatcher on drains
 only). It prints the CPU of the service and of PostgreSQL per unit for each phase, the webhook
 p50/p99 and the drain rate; variants alternate within each round (the machine is shared and
 noisy), and the last lines are the medians over the rounds.
+
+With `--fixed`, each variant instead runs the whole flow as in production (dispatcher on while
+webhooks arrive at `--rate`) and reports webhook and webhook → SMTP latencies and the CPU per
+email delivered: what the split phases cannot show (a row handed from ingest to the dispatcher).
 """
 
 from __future__ import annotations
@@ -75,8 +80,53 @@ async def one(
     return (*ingest, sent / seconds, 1000 * (c1 - c0) / sent, 1000 * (p1 - p0) / sent)
 
 
-def line(label: str, values: tuple[float, ...]) -> str:
-    return f"{label}: " + ", ".join(f"{f} {v:.2f}" for f, v in zip(FIELDS, values, strict=True))
+FIXED_FIELDS = (
+    "webhook p50 ms",
+    "webhook p99 ms",
+    "e2e p50 ms",
+    "e2e p99 ms",
+    "delivered/s",
+    "service ms/email",
+    "postgres ms/email",
+)
+
+
+async def fixed(
+    variant: str, pg: bench.PgServer, sink: bench.SinkProc, tag: int, n: int, rate: float
+) -> tuple[float, ...]:
+    tree, _, overrides = variant.partition("@")
+    env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
+    db_url = pg.create_database(f"fixed{tag}")
+    run_migrations(db_url)
+    root = Path(os.path.abspath(tree))  # noqa: ASYNC240 - no I/O, just a path
+    os.environ["PYTHONPATH"] = str(root / "src")
+    bench.ROOT = root
+    sink.reset()
+    svc = bench.Service(db_url, sink.port, **env)
+    try:
+        await asyncio.sleep(1)
+        requests = bench.make_requests(n, f"fixed{tag}")
+        c0, p0 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+        load = await bench.fixed_rate(svc.port, requests, rate)
+        end = await bench.wait_delivered(sink, load, 120)
+        c1, p1 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+        lat = bench.delivery_latencies(load, sink.arrivals(), bench.DOMAIN)
+    finally:
+        svc.stop()
+    sent = max(1, len(lat))
+    return (
+        bench.pct(load.latency, 0.5) * 1000,
+        bench.pct(load.latency, 0.99) * 1000,
+        bench.pct(lat, 0.5) * 1000,
+        bench.pct(lat, 0.99) * 1000,
+        len(lat) / max(1e-9, end - load.started),
+        1000 * (c1 - c0) / sent,
+        1000 * (p1 - p0) / sent,
+    )
+
+
+def line(label: str, values: tuple[float, ...], fields: tuple[str, ...] = FIELDS) -> str:
+    return f"{label}: " + ", ".join(f"{f} {v:.2f}" for f, v in zip(fields, values, strict=True))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -84,17 +134,18 @@ async def main(args: argparse.Namespace) -> None:
     pg.start()
     sink = bench.SinkProc()
     results: dict[str, list[tuple[float, ...]]] = {v: [] for v in args.variants}
+    measure, fields = (fixed, FIXED_FIELDS) if args.fixed else (one, FIELDS)
     try:
         tag = 0
         for _ in range(args.rounds):
             for variant in args.variants:
                 tag += 1
-                values = await one(variant, pg, sink, tag, args.requests, args.rate)
+                values = await measure(variant, pg, sink, tag, args.requests, args.rate)
                 results[variant].append(values)
-                print(line(variant, values), flush=True)
+                print(line(variant, values, fields), flush=True)
         for variant, rows in results.items():
-            medians = tuple(statistics.median(r[i] for r in rows) for i in range(len(FIELDS)))
-            print(line(f"MEDIAN {variant}", medians))
+            medians = tuple(statistics.median(r[i] for r in rows) for i in range(len(fields)))
+            print(line(f"MEDIAN {variant}", medians, fields))
     finally:
         sink.stop()
         pg.destroy()
@@ -106,4 +157,5 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--requests", type=int, default=1500)
     p.add_argument("--rate", type=float, default=150)
+    p.add_argument("--fixed", action="store_true", help="the whole flow at a fixed rate")
     asyncio.run(main(p.parse_args()))

@@ -37,7 +37,7 @@ from cancelnotify.mail.message import build_message_bytes
 from cancelnotify.mail.render import Renderer
 from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult
 from cancelnotify.metrics import Metrics, code_class
-from cancelnotify.repository import Attempt, Claim
+from cancelnotify.repository import Attempt, Claim, Lease
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services.refunds import render_payload
 from cancelnotify.settings import Settings
@@ -63,6 +63,7 @@ def instance_id(name: str | None) -> str:
 @dataclass
 class _Job:
     claim: Claim
+    event: CancellationEventV1 | None = None  # validated at ingest when the row was handed over
     progress: SendProgress = field(default_factory=SendProgress)
     task: asyncio.Task[None] | None = None
     started: bool = False
@@ -97,10 +98,13 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._jobs: dict[uuid.UUID, _Job] = {}
+        self._reserved = 0  # slots promised to ingests whose statement is still running
+        self._handback: list[uuid.UUID] = []  # handed over while stopping: release, don't send
         # Refill when a quarter of the slots are free: a claim is a transaction of 3 statements,
         # so claiming per finished send would cost more than the send (profiled).
         self._batch = max(1, settings.dispatcher_concurrency // 4)
-        self._backlog = True  # the last claim filled all the room: more rows may be due
+        self._backlog = True  # rows may be due: the last claim was full, or one was queued since
+        self._queued = 0  # rows queued (or announced) so far: a claim sees only those before it
         # Pause after a 530/535: monotonic end of the pause; then one probe send at a time.
         self._paused_until: float | None = None
         self._probe: uuid.UUID | None = None
@@ -111,7 +115,13 @@ class Dispatcher:
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="cancelnotify-lease")
 
     def wake(self) -> None:
+        """A row was queued (or became due): claim now."""
+        self._note_queued()
         self._wake.set()
+
+    def _note_queued(self) -> None:
+        self._backlog = True
+        self._queued += 1
 
     async def stop(self) -> None:
         """Stop claiming, let in-flight sends finish within the grace period, release the rest."""
@@ -141,7 +151,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
         # A task cancelled before its first step never ran its own hand-back.
-        unstarted = [job.claim.id for job in jobs if not job.started]
+        unstarted = [job.claim.id for job in jobs if not job.started] + self._handback
         if unstarted:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
@@ -174,7 +184,7 @@ class Dispatcher:
 
     async def _fill(self) -> None:
         while not self._stopping:
-            room = self.settings.dispatcher_concurrency - len(self._jobs)
+            room = self._room()
             if self._paused_until is not None:
                 if time.monotonic() < self._paused_until or self._probe is not None:
                     return
@@ -182,25 +192,67 @@ class Dispatcher:
             if room <= 0 or (self._jobs and room < self._batch):
                 return  # a finishing send wakes us; claiming one row at a time costs a lot
             t0 = time.monotonic()  # before the claim statement: the lease surely lasts to t0+L
+            queued = self._queued
             claims = await self._claim(room)
-            self._backlog = len(claims) == room  # full: more may be due right now
+            # Full, or a row was queued while the statement ran (its snapshot may have missed
+            # it): more may be due, so rows are not handed over ahead of them.
+            self._backlog = len(claims) == room or self._queued != queued
             for claim in claims:
-                job = _Job(claim)
-                job.progress.lease_until = t0 + self.settings.lease_seconds
-                job.task = asyncio.create_task(self._deliver(job))
-                self._jobs[claim.id] = job
-                job.task.add_done_callback(functools.partial(self._done, claim.id))
+                self._start(_Job(claim), t0)
                 if self._paused_until is not None:
                     self._probe = claim.id
             if len(claims) < room or self._paused_until is not None:
                 return
+
+    def _room(self) -> int:
+        return self.settings.dispatcher_concurrency - len(self._jobs) - self._reserved
+
+    def _start(self, job: _Job, t0: float) -> None:
+        job.progress.lease_until = t0 + self.settings.lease_seconds
+        job.task = asyncio.create_task(self._deliver(job))
+        self._jobs[job.claim.id] = job
+        job.task.add_done_callback(functools.partial(self._done, job.claim.id))
+
+    # -- hand-over from ingest ------------------------------------------------------------
+    def reserve(self) -> Lease | None:
+        """A slot for the row an ingest is about to insert, or None: insert it `queued`.
+
+        With a slot, the ingest statement inserts the notification already claimed by this
+        replica (`sending`, leased, attempt 1) and hands it over in memory: no claim statement,
+        no payload read back, no second validation. Only when nothing older is waiting (the
+        last claim found every due row) and there is room, so the queue stays first come,
+        first served; a row whose replica dies before sending is rescued after the lease.
+        """
+        if (
+            self._task is None
+            or self._stopping
+            or self._paused_until is not None
+            or self._backlog
+            or self._room() <= 0
+        ):
+            self._note_queued()  # from now on until a claim finds the queue empty: queue too
+            return None
+        self._reserved += 1
+        return Lease(self.worker, self.settings.lease_seconds, time.monotonic())
+
+    def adopt(self, lease: Lease, claim: Claim, event: CancellationEventV1) -> None:
+        """Send a row that the ingest committed under `lease`."""
+        self._reserved -= 1
+        if self._stopping:
+            self._handback.append(claim.id)  # released by stop(); else rescued after the lease
+            return
+        self._start(_Job(claim, event), lease.started)
+
+    def cancel(self, lease: Lease) -> None:
+        """The reserved slot was not used (a duplicate, or the insert failed)."""
+        self._reserved -= 1
 
     def _done(self, notification_id: uuid.UUID, _task: object = None) -> None:
         self._jobs.pop(notification_id, None)
         probe_done = self._probe == notification_id
         if probe_done:
             self._probe = None
-        room = self.settings.dispatcher_concurrency - len(self._jobs)
+        room = self._room()
         # Claim again only if the last claim was cut short by our room: otherwise nothing was
         # left due and an empty claim is a wasted statement per email (new rows wake us; the
         # poll finds retries and other replicas' rows).
@@ -257,15 +309,7 @@ class Dispatcher:
                 transition = Transition(Status.failed, None, LIFETIME_EXCEEDED)
             else:
                 try:
-                    # A follow-up (refund_completed) merges its refund event into the payload.
-                    payload = await render_payload(
-                        self.sessionmaker, claim.kind, claim.cancellation_id, claim.payload
-                    )
-                    event = (
-                        CancellationEventV1.model_validate_json(payload)  # half the cost
-                        if isinstance(payload, str)
-                        else CancellationEventV1.model_validate(payload)
-                    )
+                    event = job.event or await self._event(claim)
                     rendered = self.renderer.render(
                         event,
                         notification_id=claim.id,
@@ -317,6 +361,15 @@ class Dispatcher:
         await self._record(
             claim, started, int(seconds * 1000), result, transition, subject, body_text
         )
+
+    async def _event(self, claim: Claim) -> CancellationEventV1:
+        # A follow-up (refund_completed) merges its refund event into the payload.
+        payload = await render_payload(
+            self.sessionmaker, claim.kind, claim.cancellation_id, claim.payload
+        )
+        if isinstance(payload, str):  # JSON text from PostgreSQL: half the cost of a dict
+            return CancellationEventV1.model_validate_json(payload)
+        return CancellationEventV1.model_validate(payload)
 
     def _transition(self, claim: Claim, result: SendResult) -> Transition:
         now = self.clock()

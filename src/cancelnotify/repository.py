@@ -135,6 +135,15 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """A dispatcher slot granted to a row the ingest statement claims itself (born `sending`)."""
+
+    worker: str
+    seconds: float
+    started: float  # time.monotonic() before the insert: the lease lasts at least until +seconds
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One finished attempt and the state it moves the notification to."""
 

@@ -116,7 +116,7 @@ async def ingest_in_session(
         if found is None:  # pragma: no cover
             raise RuntimeError("notification conflict without a row")
         return Ingested(cancellation_id, found[0], found[1], True, False)
-    return Ingested(cancellation_id, notification_id, Status.queued.value, True, True)
+    return Ingested(cancellation_id, notification_id, notification["status"], True, True)
 
 
 class SessionStore(Store):
@@ -209,6 +209,8 @@ _NOTIFICATION_COLUMNS = [
     "status",
     "attempts",
     "next_attempt_at",
+    "locked_by",
+    "locked_until",
     "message_id",
     "send_by",
     "request_id",
@@ -387,7 +389,8 @@ class PgStore(Store):
             assert row is not None  # noqa: S101 - the SELECT always returns one row
             cancellation_id, notification_id = row["cancellation_id"], row["notification_id"]
             if cancellation_id is not None and notification_id is not None:
-                return Ingested(cancellation_id, notification_id, Status.queued.value, True, True)
+                status = notification["status"]
+                return Ingested(cancellation_id, notification_id, status, True, True)
             # A duplicate: the rows were committed by an earlier (or concurrent, now finished)
             # request; this is a new statement with a new snapshot, so it sees them.
             found = await conn.fetchrow(

@@ -113,6 +113,55 @@ class TestAccepted:
             assert (await client.post(URL, content=body2, headers=headers2)).status_code == 202
 
 
+class TestHandover:
+    """A replica whose dispatcher is idle sends a new row without claiming it from the queue."""
+
+    async def test_an_idle_dispatcher_sends_the_new_row_straight_from_the_webhook(
+        self, client: httpx.AsyncClient, sink: Sink
+    ) -> None:
+        first = encode(sample_event(order_id="3001"))
+        r = await client.post(URL, content=first, headers=signed_headers(first))
+        await wait_status(client, r.json()["notification_id"], "sent")  # the queue is empty now
+
+        body = encode(sample_event(email="bo@example.com", order_id="3002"))
+        r = await client.post(URL, content=body, headers=signed_headers(body))
+
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "sending"  # born claimed by this replica, attempt 1
+        await sink.wait_for(2)
+        assert sink.messages[1].recipients == ["bo@example.com"]
+        read = await wait_status(client, r.json()["notification_id"], "sent")
+        assert read["status"] == "sent"
+        assert read["attempts"] == 1
+        assert read["message_id"] == sink.messages[1].message_id
+        await asyncio.sleep(0.3)
+        assert len(sink.messages) == 2  # not also claimed from the queue
+
+    async def test_a_busy_dispatcher_queues_new_rows_and_sends_them_in_arrival_order(
+        self, make_settings: object, sink: Sink
+    ) -> None:
+        settings = make_settings(dispatcher_concurrency=1)  # type: ignore[operator]
+        held = sink.handler.hold("mail")
+        async with running_client(settings) as client:
+            answers = []
+            for n in range(3):
+                body = encode(sample_event(email=f"c{n}@example.com", order_id=f"400{n}"))
+                r = await client.post(URL, content=body, headers=signed_headers(body))
+                assert r.status_code == 202, r.text
+                answers.append(r.json()["status"])
+                if n == 0:
+                    await asyncio.wait_for(held.reached.wait(), 10)  # its one slot is busy
+
+            assert answers[1:] == ["queued", "queued"]
+            held.release.set()
+            await sink.wait_for(3)
+            assert [m.recipients for m in sink.messages] == [
+                ["c0@example.com"],
+                ["c1@example.com"],
+                ["c2@example.com"],
+            ]
+
+
 class TestDuplicates:
     async def test_same_webhook_id_answers_200_with_the_same_ids(
         self, client: httpx.AsyncClient, sink: Sink, settings: Settings

@@ -36,6 +36,7 @@ async def order_cancelled(request: Request, response: Response) -> WebhookAccept
         settings=state.settings,
         now=state.clock(),
         request_id=request.state.request_id,
+        handover=state.dispatcher,
     )
     answer = _answer(result, request, response)
     assert isinstance(answer, WebhookAccepted)  # noqa: S101
@@ -50,7 +51,7 @@ def _answer(
         return WebhookIgnored(reason=result.reason)
     if result.duplicate:
         response.status_code = status.HTTP_200_OK
-    else:
+    elif not result.handed_over:
         request.app.state.dispatcher.wake()  # stored and committed: send it now
     return WebhookAccepted(
         cancellation_id=result.cancellation_id,
@@ -86,6 +87,7 @@ async def shopify(request: Request, response: Response) -> WebhookAccepted | Web
         settings=state.settings,
         now=state.clock(),
         request_id=request.state.request_id,
+        handover=state.dispatcher,
     )
     return _answer(result, request, response)
 
@@ -107,5 +109,6 @@ async def woocommerce(request: Request, response: Response) -> WebhookAccepted |
         settings=state.settings,
         now=state.clock(),
         request_id=request.state.request_id,
+        handover=state.dispatcher,
     )
     return _answer(result, request, response)

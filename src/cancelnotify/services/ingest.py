@@ -8,10 +8,11 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cancelnotify.errors import raise_if_database_down
 from cancelnotify.mail.message import make_message_id
+from cancelnotify.repository import Claim, Lease
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
@@ -29,6 +30,15 @@ class IngestResult:
     notification_id: uuid.UUID
     status: str
     duplicate: bool
+    handed_over: bool = False  # claimed by this replica's dispatcher in the ingest statement
+
+
+class Handover(Protocol):
+    """The local dispatcher, as ingest sees it (`dispatcher.Dispatcher`)."""
+
+    def reserve(self) -> Lease | None: ...
+    def adopt(self, lease: Lease, claim: Claim, event: CancellationEventV1) -> None: ...
+    def cancel(self, lease: Lease) -> None: ...
 
 
 def new_reference() -> str:
@@ -54,6 +64,7 @@ async def ingest(
     now: datetime,
     request_id: str | None = None,
     payload_text: str | None = None,
+    handover: Handover | None = None,
 ) -> IngestResult:
     """Store the cancellation and its queued notification, or return the existing ids.
 
@@ -62,6 +73,10 @@ async def ingest(
     The notification row is only written when its cancellation was; a call-back task, when a
     rule matches, joins the same transaction. `payload_text`, when given, is `payload` as the
     JSON text that was received: stored as it is instead of encoding the dict again.
+
+    With `handover` (the local dispatcher) and a free slot there, the notification is inserted
+    already claimed (`sending`, attempt 1, leased to this replica) and handed over in memory:
+    it is sent without a claim statement (`Dispatcher.reserve`).
     """
     cancellation = {
         "id": uuid.uuid4(),
@@ -77,15 +92,18 @@ async def ingest(
         "received_at": now,
     }
     notification_id = uuid.uuid4()
+    lease = None if handover is None else handover.reserve()
     notification = {
         "id": notification_id,
         "kind": "order_cancelled",
         "dedupe_key": dedupe_key("order_cancelled", source, event.order.id),
         "recipient": str(event.customer.email),
         "locale": event.customer.locale,
-        "status": Status.queued.value,
-        "attempts": 0,
+        "status": Status.queued.value if lease is None else Status.sending.value,
+        "attempts": 0 if lease is None else 1,
         "next_attempt_at": now,
+        "locked_by": None if lease is None else lease.worker,
+        "locked_until": None if lease is None else now + timedelta(seconds=lease.seconds),
         "message_id": make_message_id(notification_id, settings),
         "send_by": now + timedelta(seconds=settings.send_lifetime_seconds),
         "request_id": request_id,
@@ -93,11 +111,20 @@ async def ingest(
         "updated_at": now,
     }
     task = callbacks.task_values(event, settings=settings, now=now)
+    adopted = False
     try:
         stored = await store.ingest(cancellation, notification, task, payload_text=payload_text)
+        if lease is not None and stored.new_notification:
+            assert handover is not None  # noqa: S101 - a lease comes from it
+            handover.adopt(lease, _claim(cancellation, notification), event)
+            adopted = True
     except Exception as exc:
         raise_if_database_down(exc)
         raise
+    finally:
+        if lease is not None and not adopted:
+            assert handover is not None  # noqa: S101
+            handover.cancel(lease)
     if task is not None and stored.new_cancellation:
         log.info(
             "call-back task opened",
@@ -124,4 +151,24 @@ async def ingest(
         stored.notification_id,
         stored.status,
         duplicate=not stored.new_notification,
+        handed_over=adopted,
+    )
+
+
+def _claim(cancellation: dict[str, Any], notification: dict[str, Any]) -> Claim:
+    """The claim the dispatcher would have read back for the row just inserted under a lease."""
+    return Claim(
+        id=notification["id"],
+        cancellation_id=cancellation["id"],
+        kind=notification["kind"],
+        recipient=notification["recipient"],
+        locale=notification["locale"],
+        message_id=notification["message_id"],
+        attempt=notification["attempts"],
+        send_by=notification["send_by"],
+        rescued=False,
+        payload=None,  # the validated event travels with the hand-over
+        reference=cancellation["reference"],
+        request_id=notification["request_id"],
+        created_at=notification["created_at"],
     )

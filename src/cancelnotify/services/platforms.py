@@ -14,7 +14,7 @@ from cancelnotify.platform_signatures import is_woocommerce_ping, verify_shopify
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.schemas.shopify import SHOPIFY_CANCELLED_TOPIC, shopify_to_event
 from cancelnotify.schemas.woocommerce import woocommerce_to_event
-from cancelnotify.services.ingest import IngestResult, ingest
+from cancelnotify.services.ingest import Handover, IngestResult, ingest
 from cancelnotify.services.webhooks import parse_json, require_json
 from cancelnotify.settings import Settings
 from cancelnotify.store import Store
@@ -60,6 +60,7 @@ async def receive_shopify(
     settings: Settings,
     now: datetime,
     request_id: str | None,
+    handover: Handover | None = None,
 ) -> IngestResult | Ignored:
     """`orders/cancelled` is mapped; any other topic is acknowledged and ignored."""
     if settings.shopify_webhook_secret is None:
@@ -96,6 +97,7 @@ async def receive_shopify(
         settings=settings,
         now=now,
         request_id=request_id,
+        handover=handover,
     )
 
 
@@ -107,6 +109,7 @@ async def receive_woocommerce(
     settings: Settings,
     now: datetime,
     request_id: str | None,
+    handover: Handover | None = None,
 ) -> IngestResult | Ignored:
     """Orders whose status is `cancelled` are mapped; the creation ping and others are ignored."""
     if settings.woocommerce_webhook_secret is None:
@@ -139,4 +142,5 @@ async def receive_woocommerce(
         settings=settings,
         now=now,
         request_id=request_id,
+        handover=handover,
     )

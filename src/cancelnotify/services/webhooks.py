@@ -19,7 +19,7 @@ from cancelnotify.errors import (
     field_errors,
 )
 from cancelnotify.schemas.event import CancellationEventV1
-from cancelnotify.services.ingest import IngestResult, ingest
+from cancelnotify.services.ingest import Handover, IngestResult, ingest
 from cancelnotify.settings import Settings
 from cancelnotify.store import Store
 
@@ -90,6 +90,7 @@ async def receive_canonical(
     settings: Settings,
     now: datetime,
     request_id: str | None,
+    handover: Handover | None = None,
 ) -> IngestResult:
     """Standard Webhooks: signature and timestamp first, before a byte of JSON is parsed."""
     keys = settings.webhook_keys()
@@ -118,5 +119,6 @@ async def receive_canonical(
         settings=settings,
         now=now,
         request_id=request_id,
+        handover=handover,
         payload_text=body.decode(),  # parsed above, so valid UTF-8 JSON
     )
