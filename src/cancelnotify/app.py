@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -67,9 +68,17 @@ class RequestIdMiddleware:
 
 
 def create_app(
-    settings: Settings, *, clock: Clock = utcnow, mailbox: RecordingHandler | None = None
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    mailbox: RecordingHandler | None = None,
+    own_process: bool = False,
 ) -> FastAPI:
-    """Build the app; nothing connects until the lifespan starts."""
+    """Build the app; nothing connects until the lifespan starts.
+
+    `own_process` (the `serve` and `dev` commands): once started, move everything built so far
+    (modules, compiled templates, catalogs, the app) out of the garbage collector's sight.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +103,15 @@ def create_app(
         app.state.metrics = registry
         if settings.dispatcher_enabled:
             dispatcher.start()
+        if own_process:
+            # Start-up objects live as long as the process; without this every full collection
+            # walks them again (gc.freeze, as CPython's docs advise for long-running servers).
+            # A request frees almost everything by reference counting, so the cycle collector
+            # runs every 20,000 allocations instead of 700: fewer pauses in the latency tail
+            # (measured with benchmarks.compare --fixed; README, Performance).
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
         try:
             yield
         finally:

@@ -118,7 +118,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, own_process=True),
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_config=None,
@@ -189,7 +189,10 @@ async def _dev_async(args: argparse.Namespace, base: Settings) -> None:
     _out("or paste this curl within 5 minutes:")
     _out(sample_curl(url, secret))
     config = uvicorn.Config(
-        create_app(settings, mailbox=mailbox), host=args.host, port=args.port, log_config=None
+        create_app(settings, mailbox=mailbox, own_process=True),
+        host=args.host,
+        port=args.port,
+        log_config=None,
     )
     try:
         await uvicorn.Server(config).serve()
