@@ -60,7 +60,8 @@ class Store:
     ) -> Ingested:
         """Insert the pair (and the call-back task, if any) once; else return what is stored.
 
-        `payload_text` is the cancellation's payload as JSON text, if the caller has it.
+        `payload_text` is the cancellation's payload as JSON text, if the caller has it; the
+        payload itself (`cancellation["payload"]`) may then be None.
         """
         raise NotImplementedError
 
@@ -131,6 +132,8 @@ class SessionStore(Store):
         *,
         payload_text: str | None = None,
     ) -> Ingested:
+        if cancellation["payload"] is None and payload_text is not None:
+            cancellation = {**cancellation, "payload": json.loads(payload_text)}
         async with self.sessionmaker.begin() as session:
             return await ingest_in_session(session, cancellation, notification, callback)
 

@@ -59,7 +59,7 @@ async def ingest(
     *,
     source: str,
     webhook_id: str | None,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | None,
     settings: Settings,
     now: datetime,
     request_id: str | None = None,
@@ -72,7 +72,8 @@ async def ingest(
     resolve in the database: the first commits, the others wait on its row lock and then see it.
     The notification row is only written when its cancellation was; a call-back task, when a
     rule matches, joins the same transaction. `payload_text`, when given, is `payload` as the
-    JSON text that was received: stored as it is instead of encoding the dict again.
+    JSON text that was received: stored as it is instead of encoding the dict again (and then
+    `payload` may be None: nobody parsed it into a dict).
 
     With `handover` (the local dispatcher) and a free slot there, the notification is inserted
     already claimed (`sending`, attempt 1, leased to this replica) and handed over in memory:

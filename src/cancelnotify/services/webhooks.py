@@ -75,6 +75,22 @@ def _nul_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _event_from(body: bytes) -> tuple[CancellationEventV1, dict[str, Any] | None]:
+    """The event validated straight from the bytes (half the cost of a dict, then a model).
+
+    Whatever that refuses goes the two-step way again, which names the problem precisely: 400
+    for broken JSON, 422 with the field. So does a body with an escaped U+0000, which JSON
+    allows and PostgreSQL does not.
+    """
+    if b"\\u0000" not in body:
+        try:
+            return CancellationEventV1.model_validate_json(body), None
+        except ValidationError:
+            pass
+    data = parse_json(body)
+    return validate_event(data), data
+
+
 def validate_event(data: dict[str, Any]) -> CancellationEventV1:
     try:
         return CancellationEventV1.model_validate(data)
@@ -108,8 +124,7 @@ async def receive_canonical(
     except signatures.SignatureError as exc:
         raise Unauthorized(str(exc)) from None
     require_json(headers.get("content-type"))
-    data = parse_json(body)
-    event = validate_event(data)
+    event, data = _event_from(body)
     return await ingest(
         store,
         event,
