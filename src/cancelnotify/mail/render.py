@@ -341,6 +341,9 @@ def i18n_environment(
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        # A dict, not the locked LRU: ~21 includes per email look templates up (3-5 % of a
+        # render, benchmarks/render.py); a template directory is small and fixed.
+        cache_size=-1,
     )
     env.policies["ext.i18n.trimmed"] = True
     # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
