@@ -417,6 +417,16 @@ class TestCompileTimeTranslation:
         assert email.subject == "YOUR REFUND #1001"
         assert "Ihre Erstattung" in email.text  # the other templates still translate
 
+    def test_a_language_compiled_later_reads_the_files_of_start_up(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        subject = tmp_path / "email" / "order_cancelled.subject"
+        subject.parent.mkdir()
+        subject.write_text("{{ _('Your refund') }} {{ order_number }}\n")
+        renderer = Renderer(make_settings(templates_dir=tmp_path))
+        subject.write_text("Edited after start-up\n")
+        assert render(renderer, make_event(), locale="de").subject == "Ihre Erstattung #1001"
+
 
 class TestCatalogs:
     def _messages(self, path: Path) -> dict[Any, Any]:
@@ -483,7 +493,7 @@ class TestFastWordwrap:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         fast = Renderer(settings)
-        # Templates bind their filters when compiled, which the Renderer does up front.
+        # The Renderer's environments take their filters when it is built.
         monkeypatch.setattr(render_module, "fast_wordwrap", jinja2.filters.do_wordwrap)
         slow = Renderer(settings)
         assert slow.environment.filters["wordwrap"] is jinja2.filters.do_wordwrap

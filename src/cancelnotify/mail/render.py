@@ -13,6 +13,7 @@ import gettext
 import io
 import re
 import textwrap
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import (
     BaseLoader,
+    ChoiceLoader,
     Environment,
     FileSystemLoader,
+    FunctionLoader,
     StrictUndefined,
     Template,
     nodes,
@@ -466,22 +469,40 @@ class Renderer:
             keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
         )
         self._policy = merge_refund_policy(settings.refund_policy.items())
-        sources = [
+        self._names = self._discover_templates()
+        self._sources = [
             path
             for path in self._env.list_templates(extensions=["html", "txt", "subject"])
             if path.startswith("email/")
         ]
-        names = self._discover_templates()
+        # The email templates as read now, so a language compiled later sees the same files.
+        snapshot = {path: loader.get_source(self._env, path) for path in self._sources}
+        self._loader = ChoiceLoader([FunctionLoader(snapshot.get), loader])
+        self._lock = threading.Lock()
         # One environment per language, its messages translated when it compiles (cProfile:
-        # gettext calls were a third of Jinja's time per email; start-up about +0.4 s).
-        environments = [_email_environment(loader, self._translations[n]) for n in self._locales]
-        self._templates = {
-            language: _compile(env, sources, names)
-            for language, env in zip(self._locales, environments, strict=True)
+        # gettext calls were a third of Jinja's time per email). Compiling one costs ~0.13 s, so
+        # only English is compiled now (template errors still stop the start) and each other
+        # language on its first email; all at start-up would add ~0.7 s.
+        self._environments = {
+            language: _email_environment(self._loader, self._translations[language])
+            for language in self._locales
         }
-        if any(isinstance(env, CatalogEnvironment) and env.shadows_gettext for env in environments):
-            shared = _compile(self._env, sources, names)  # gettext from the context, as ever
+        english = self._environments[DEFAULT_LOCALE]
+        self._templates = {DEFAULT_LOCALE: _compile(english, self._sources, self._names)}
+        if isinstance(english, CatalogEnvironment) and english.shadows_gettext:
+            shared = _compile(self._env, self._sources, self._names)  # gettext from the context
             self._templates = dict.fromkeys(self._locales, shared)
+
+    def _parts(self, language: str) -> dict[str, dict[str, Template]]:
+        parts = self._templates.get(language)
+        if parts is None:
+            with self._lock:  # render runs in threads; compile each language once
+                parts = self._templates.get(language)
+                if parts is None:
+                    env = self._environments[language]
+                    parts = _compile(env, self._sources, self._names)
+                    self._templates[language] = parts
+        return parts
 
     def _discover_templates(self) -> list[str]:
         names = {
@@ -493,7 +514,7 @@ class Renderer:
 
     def templates(self) -> list[str]:
         """Names of the emails that can be rendered, e.g. ["order_cancelled", ...]."""
-        return list(self._templates[DEFAULT_LOCALE])
+        return list(self._names)
 
     def locales(self) -> list[str]:
         """Languages with a catalog (English first, it is the source language)."""
@@ -523,7 +544,7 @@ class Renderer:
         """
         tag = locale or event.customer.locale
         language = negotiate_locale(tag, self._locales)
-        parts = self._templates[language].get(template)
+        parts = self._parts(language).get(template)
         if parts is None:
             raise UnknownTemplateError(f"unknown template {template!r}")
         context = self._context(
@@ -550,7 +571,7 @@ class Renderer:
         """Render `template` for `event` in the customer's language (or `locale` when given)."""
         tag = locale or event.customer.locale
         language = negotiate_locale(tag, self._locales)
-        parts = self._templates[language].get(template)
+        parts = self._parts(language).get(template)
         if parts is None:
             raise UnknownTemplateError(f"unknown template {template!r}")
         context = self._context(
