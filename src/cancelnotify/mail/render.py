@@ -1,7 +1,9 @@
 """Render an email (subject, inlined HTML, plain text) from a cancellation event, per locale.
 
-The Jinja2 environment, the compiled templates and the gettext catalogs are built once, in
-`Renderer.__init__`; `Renderer.render` is synchronous, CPU-only and safe to call from threads.
+The gettext catalogs and one Jinja2 environment per language are built once, in
+`Renderer.__init__`; each language's templates compile with its messages already translated
+(English at start-up, another language on its first email). `Renderer.render` is synchronous,
+CPU-only and safe to call from threads.
 Everything that carries customer data is computed here into plain strings, and the HTML templates
 escape it (autoescape on); the text templates print it as is.
 """
