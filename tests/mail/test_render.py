@@ -374,6 +374,60 @@ class TestTemplatesDir:
         assert (email.locale, email.subject) == ("pt", "O seu pedido #1001 foi cancelado")
 
 
+class TestCompileTimeTranslation:
+    """Messages translated when a language's templates compile give the emails that gettext at
+    render time (the catalog taken from the context) gives."""
+
+    @pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+    @pytest.mark.parametrize("template", ["order_cancelled", "refund_completed"])
+    def test_same_email_as_runtime_gettext(
+        self,
+        renderer: Renderer,
+        settings: Settings,
+        make_event: MakeEvent,
+        locale: str,
+        template: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(render_module, "_GETTEXT_NAMES", frozenset())
+        runtime = Renderer(settings)
+        for reason in Reason:
+            for method in RefundMethod:
+                event = make_event(
+                    **{
+                        "cancellation.reason": reason.value,
+                        "refund.method": method.value,
+                        "order.items": [{"name": f"Item {i}", "quantity": 1} for i in range(52)],
+                    }
+                )
+                assert render(renderer, event, template=template, locale=locale) == render(
+                    runtime, event, template=template, locale=locale
+                ), (reason, method)
+
+    def test_a_template_that_shadows_gettext_keeps_it(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        (tmp_path / "email").mkdir()
+        (tmp_path / "email" / "order_cancelled.subject").write_text(
+            "{% macro _(text) %}{{ text|upper }}{% endmacro %}"
+            "{{ _('Your refund') }} {{ order_number }}\n"
+        )
+        renderer = Renderer(make_settings(templates_dir=tmp_path))
+        email = render(renderer, make_event(), locale="de")
+        assert email.subject == "YOUR REFUND #1001"
+        assert "Ihre Erstattung" in email.text  # the other templates still translate
+
+    def test_a_language_compiled_later_reads_the_files_of_start_up(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        subject = tmp_path / "email" / "order_cancelled.subject"
+        subject.parent.mkdir()
+        subject.write_text("{{ _('Your refund') }} {{ order_number }}\n")
+        renderer = Renderer(make_settings(templates_dir=tmp_path))
+        subject.write_text("Edited after start-up\n")
+        assert render(renderer, make_event(), locale="de").subject == "Ihre Erstattung #1001"
+
+
 class TestCatalogs:
     def _messages(self, path: Path) -> dict[Any, Any]:
         with path.open("rb") as handle:
@@ -439,7 +493,7 @@ class TestFastWordwrap:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         fast = Renderer(settings)
-        # Templates bind their filters when compiled, which the Renderer does up front.
+        # The Renderer's environments take their filters when it is built.
         monkeypatch.setattr(render_module, "fast_wordwrap", jinja2.filters.do_wordwrap)
         slow = Renderer(settings)
         assert slow.environment.filters["wordwrap"] is jinja2.filters.do_wordwrap

@@ -1,7 +1,9 @@
 """Render an email (subject, inlined HTML, plain text) from a cancellation event, per locale.
 
-The Jinja2 environment, the compiled templates and the gettext catalogs are built once, in
-`Renderer.__init__`; `Renderer.render` is synchronous, CPU-only and safe to call from threads.
+The gettext catalogs and one Jinja2 environment per language are built once, in
+`Renderer.__init__`; each language's templates compile with its messages already translated
+(English at start-up, another language on its first email). `Renderer.render` is synchronous,
+CPU-only and safe to call from threads.
 Everything that carries customer data is computed here into plain strings, and the HTML templates
 escape it (autoescape on); the text templates print it as is.
 """
@@ -13,6 +15,7 @@ import gettext
 import io
 import re
 import textwrap
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,14 +33,20 @@ from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import (
     BaseLoader,
+    ChoiceLoader,
     Environment,
     FileSystemLoader,
+    FunctionLoader,
     StrictUndefined,
     Template,
+    nodes,
     pass_context,
+    pass_eval_context,
     select_autoescape,
 )
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
+from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
 import cancelnotify
@@ -314,14 +323,20 @@ def _wrap(line: str, width: int, break_long_words: bool, break_on_hyphens: bool)
     return tuple(wrapped)
 
 
-def i18n_environment(loader: BaseLoader, *, escape_all: bool) -> Environment:
+def i18n_environment(
+    loader: BaseLoader,
+    *,
+    escape_all: bool,
+    catalog: gettext.NullTranslations | None = None,
+) -> Environment:
     """A strict Jinja2 environment whose gettext takes its catalog from the render context
     (`i18n`), so one environment serves every locale: emails and the status pages use it.
 
     `.html` templates and strings are always autoescaped; other files (an email's `.txt` and
-    `.subject`) only with `escape_all`.
+    `.subject`) only with `escape_all`. With `catalog`, the environment serves that one language
+    and translates literal messages when it compiles a template (see `CatalogEnvironment`).
     """
-    env = Environment(
+    env = (Environment if catalog is None else CatalogEnvironment)(
         loader=loader,
         autoescape=select_autoescape(
             enabled_extensions=("html",), default_for_string=True, default=escape_all
@@ -331,12 +346,113 @@ def i18n_environment(loader: BaseLoader, *, escape_all: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        # A dict, not the locked LRU: ~21 includes per email look templates up (3-5 % of a
+        # render, benchmarks/render.py); a template directory is small and fixed.
+        cache_size=-1,
     )
     env.policies["ext.i18n.trimmed"] = True
     # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
     setattr(env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
     env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
+    if isinstance(env, CatalogEnvironment) and catalog is not None:
+        env.catalog = catalog
+        env.filters[_TRANSLATED_FILTER] = _translated
     return env
+
+
+# `{% trans %}` blocks compile to calls of these (newstyle gettext), like `_("...")` does.
+# ngettext stays a runtime call: its plural form depends on the count.
+_GETTEXT_NAMES: Final = frozenset({"gettext", "_"})
+_TRANSLATED_FILTER: Final = "_cancelnotify_translated"
+
+
+@pass_eval_context
+def _translated(eval_ctx: EvalContext, translated: str, /, **variables: object) -> str:
+    # `_gettext` after the catalog lookup, which was done when the template was compiled.
+    return _substitute(translated, variables, html=eval_ctx.autoescape)
+
+
+class _TranslateLiterals(NodeTransformer):
+    """`_("literal", **variables)` -> `"translated"|_cancelnotify_translated(**variables)`.
+
+    A filter, not a call: Jinja runs every call through `Context.call` (75 per email, the largest
+    Jinja cost in cProfile) but binds filters when it compiles, and its optimizer evaluates a
+    filter whose arguments are constants, so a message without variables becomes template text.
+    """
+
+    def __init__(self, catalog: gettext.NullTranslations) -> None:
+        self._catalog = catalog
+
+    def visit_Call(self, node: nodes.Call) -> nodes.Node:
+        self.generic_visit(node)  # nested messages first: _("%(label)s:", label=_("Yes"))
+        func, args = node.node, node.args
+        if not (
+            isinstance(func, nodes.Name)
+            and func.name in _GETTEXT_NAMES
+            and len(args) == 1
+            and isinstance(args[0], nodes.Const)
+            and isinstance(args[0].value, str)
+            and node.dyn_args is None
+            and node.dyn_kwargs is None
+            and all(k.key not in {"message", "context"} for k in node.kwargs)  # _gettext: TypeError
+        ):
+            return node
+        translated = nodes.Const(self._catalog.gettext(args[0].value), lineno=node.lineno)
+        return nodes.Filter(
+            translated, _TRANSLATED_FILTER, [], node.kwargs, None, None, lineno=node.lineno
+        )
+
+
+class CatalogEnvironment(Environment):
+    """An environment for one language: literal messages are looked up as templates compile.
+
+    Renders as `i18n_environment(...)` without a catalog does when the render context's `i18n`
+    is this catalog, minus a gettext call per message.
+    """
+
+    catalog: gettext.NullTranslations = gettext.NullTranslations()
+    # Set when a compiled template assigns `_`, `gettext` or `ngettext` itself: its includes see
+    # that variable, not our gettext, so their messages must not be translated ahead of time.
+    shadows_gettext: bool = False
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        # The one hook between parsing and code generation (`compile` and `parse` both call it).
+        ast = super()._parse(source, name, filename)
+        if _binds_gettext_names(ast):
+            self.shadows_gettext = True
+            return ast
+        translated: nodes.Template = _TranslateLiterals(self.catalog).visit(ast)
+        return translated
+
+
+def _binds_gettext_names(ast: nodes.Template) -> bool:
+    names = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names.update(n.target for n in ast.find_all(nodes.Import))
+    for imported in ast.find_all(nodes.FromImport):
+        names.update(n if isinstance(n, str) else n[1] for n in imported.names)
+    names.update(m.name for m in ast.find_all(nodes.Macro))
+    return not names.isdisjoint(_GETTEXT_NAMES | {"ngettext"})
+
+
+def _email_environment(
+    loader: BaseLoader, catalog: gettext.NullTranslations | None = None
+) -> Environment:
+    env = i18n_environment(loader, escape_all=False, catalog=catalog)
+    env.filters["wordwrap"] = fast_wordwrap
+    env.globals["heading"] = _text_heading
+    return env
+
+
+def _compile(
+    env: Environment, sources: list[str], names: list[str]
+) -> dict[str, dict[str, Template]]:
+    # Every partial and layout now, not inside the first emails (profiled).
+    for path in sources:
+        env.get_template(path)
+    return {
+        name: {part: env.get_template(f"email/{name}.{part}") for part in TEMPLATE_PARTS}
+        for name in names
+    }
 
 
 class Renderer:
@@ -345,9 +461,8 @@ class Renderer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._search_path = template_search_path(settings)
-        self._env = i18n_environment(FileSystemLoader(self._search_path), escape_all=False)
-        self._env.filters["wordwrap"] = fast_wordwrap
-        self._env.globals["heading"] = _text_heading
+        loader = FileSystemLoader(self._search_path)
+        self._env = _email_environment(loader)
         self._locales = available_locales(self._search_path)
         self._translations = {
             name: load_translations(self._search_path, name) for name in self._locales
@@ -356,15 +471,40 @@ class Renderer:
             keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
         )
         self._policy = merge_refund_policy(settings.refund_policy.items())
-        # Compile every partial and layout now, not inside the first emails (profiled).
-        for path in self._env.list_templates(extensions=["html", "txt", "subject"]):
-            if path.startswith("email/"):
-                self._env.get_template(path)
-        self._templates: dict[str, dict[str, Template]] = {}
-        for name in self._discover_templates():
-            self._templates[name] = {
-                part: self._env.get_template(f"email/{name}.{part}") for part in TEMPLATE_PARTS
-            }
+        self._names = self._discover_templates()
+        self._sources = [
+            path
+            for path in self._env.list_templates(extensions=["html", "txt", "subject"])
+            if path.startswith("email/")
+        ]
+        # The email templates as read now, so a language compiled later sees the same files.
+        snapshot = {path: loader.get_source(self._env, path) for path in self._sources}
+        self._loader = ChoiceLoader([FunctionLoader(snapshot.get), loader])
+        self._lock = threading.Lock()
+        # One environment per language, its messages translated when it compiles (cProfile:
+        # gettext calls were a third of Jinja's time per email). Compiling one costs ~0.13 s, so
+        # only English is compiled now (template errors still stop the start) and each other
+        # language on its first email; all at start-up would add ~0.7 s.
+        self._environments = {
+            language: _email_environment(self._loader, self._translations[language])
+            for language in self._locales
+        }
+        english = self._environments[DEFAULT_LOCALE]
+        self._templates = {DEFAULT_LOCALE: _compile(english, self._sources, self._names)}
+        if isinstance(english, CatalogEnvironment) and english.shadows_gettext:
+            shared = _compile(self._env, self._sources, self._names)  # gettext from the context
+            self._templates = dict.fromkeys(self._locales, shared)
+
+    def _parts(self, language: str) -> dict[str, dict[str, Template]]:
+        parts = self._templates.get(language)
+        if parts is None:
+            with self._lock:  # render runs in threads; compile each language once
+                parts = self._templates.get(language)
+                if parts is None:
+                    env = self._environments[language]
+                    parts = _compile(env, self._sources, self._names)
+                    self._templates[language] = parts
+        return parts
 
     def _discover_templates(self) -> list[str]:
         names = {
@@ -376,7 +516,7 @@ class Renderer:
 
     def templates(self) -> list[str]:
         """Names of the emails that can be rendered, e.g. ["order_cancelled", ...]."""
-        return list(self._templates)
+        return list(self._names)
 
     def locales(self) -> list[str]:
         """Languages with a catalog (English first, it is the source language)."""
@@ -404,11 +544,11 @@ class Renderer:
 
         For previews ("the data used") and static checks; `render` stays the one path for mail.
         """
-        parts = self._templates.get(template)
-        if parts is None:
-            raise UnknownTemplateError(f"unknown template {template!r}")
         tag = locale or event.customer.locale
         language = negotiate_locale(tag, self._locales)
+        parts = self._parts(language).get(template)
+        if parts is None:
+            raise UnknownTemplateError(f"unknown template {template!r}")
         context = self._context(
             event,
             notification_id=notification_id,
@@ -431,11 +571,11 @@ class Renderer:
         locale: str | None = None,
     ) -> RenderedEmail:
         """Render `template` for `event` in the customer's language (or `locale` when given)."""
-        parts = self._templates.get(template)
-        if parts is None:
-            raise UnknownTemplateError(f"unknown template {template!r}")
         tag = locale or event.customer.locale
         language = negotiate_locale(tag, self._locales)
+        parts = self._parts(language).get(template)
+        if parts is None:
+            raise UnknownTemplateError(f"unknown template {template!r}")
         context = self._context(
             event,
             notification_id=notification_id,
