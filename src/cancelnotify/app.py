@@ -76,8 +76,9 @@ def create_app(
 ) -> FastAPI:
     """Build the app; nothing connects until the lifespan starts.
 
-    `own_process` (the `serve` and `dev` commands): once started, move everything built so far
-    (modules, compiled templates, catalogs, the app) out of the garbage collector's sight.
+    `own_process` (the `serve` and `dev` commands): every language's templates compiled at
+    start-up; once started, everything built so far (modules, compiled templates, catalogs, the
+    app) moved out of the garbage collector's sight.
     """
 
     @contextlib.asynccontextmanager
@@ -86,6 +87,8 @@ def create_app(
         sessionmaker = create_sessionmaker(engine)
         store = await open_store(settings, engine, sessionmaker)
         renderer = Renderer(settings)
+        if own_process:
+            renderer.compile_all()  # tests build many apps and render few languages
         mailer = Mailer(settings)
         registry = Metrics()
         dispatcher = Dispatcher(
