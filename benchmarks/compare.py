@@ -13,6 +13,10 @@ only). It prints the CPU of the service and of PostgreSQL per unit for each phas
 p50/p99 and the drain rate; variants alternate within each round (the machine is shared and
 noisy), and the last lines are the medians over the rounds.
 
+With `--saturate 10 --requests 25000`, the ingest phase is closed-loop instead (64 connections
+for 10 s): its CPU per webhook is the ingest cost at saturation, as in `benchmarks.run`'s
+ingest-only row.
+
 With `--fixed`, each variant instead runs the whole flow as in production (dispatcher on while
 webhooks arrive at `--rate`) and reports webhook and webhook → SMTP latencies and the CPU per
 email delivered: what the split phases cannot show (a row handed from ingest to the dispatcher).
@@ -42,7 +46,13 @@ FIELDS = (
 
 
 async def one(
-    variant: str, pg: bench.PgServer, sink: bench.SinkProc, tag: int, n: int, rate: float
+    variant: str,
+    pg: bench.PgServer,
+    sink: bench.SinkProc,
+    tag: int,
+    n: int,
+    rate: float,
+    saturate: float = 0,
 ) -> tuple[float, ...]:
     tree, _, overrides = variant.partition("@")
     env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
@@ -57,7 +67,10 @@ async def one(
         await asyncio.sleep(1)
         requests = bench.make_requests(n, f"compare{tag}")
         c0, p0 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
-        load = await bench.fixed_rate(svc.port, requests, rate)
+        if saturate:  # closed loop, 64 connections: the ingest-only ceiling
+            load = await bench.saturate(svc.port, requests, 64, saturate)
+        else:
+            load = await bench.fixed_rate(svc.port, requests, rate)
         c1, p1 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
     finally:
         svc.stop()
@@ -92,7 +105,13 @@ FIXED_FIELDS = (
 
 
 async def fixed(
-    variant: str, pg: bench.PgServer, sink: bench.SinkProc, tag: int, n: int, rate: float
+    variant: str,
+    pg: bench.PgServer,
+    sink: bench.SinkProc,
+    tag: int,
+    n: int,
+    rate: float,
+    saturate: float = 0,
 ) -> tuple[float, ...]:
     tree, _, overrides = variant.partition("@")
     env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
@@ -140,7 +159,9 @@ async def main(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             for variant in args.variants:
                 tag += 1
-                values = await measure(variant, pg, sink, tag, args.requests, args.rate)
+                values = await measure(
+                    variant, pg, sink, tag, args.requests, args.rate, args.saturate
+                )
                 results[variant].append(values)
                 print(line(variant, values, fields), flush=True)
         for variant, rows in results.items():
@@ -158,4 +179,11 @@ if __name__ == "__main__":
     p.add_argument("--requests", type=int, default=1500)
     p.add_argument("--rate", type=float, default=150)
     p.add_argument("--fixed", action="store_true", help="the whole flow at a fixed rate")
+    p.add_argument(
+        "--saturate",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="ingest closed-loop (64 connections) for SECONDS instead of at --rate",
+    )
     asyncio.run(main(p.parse_args()))
