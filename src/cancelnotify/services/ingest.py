@@ -117,8 +117,9 @@ async def ingest(
         stored = await store.ingest(cancellation, notification, task, payload_text=payload_text)
         if lease is not None and stored.new_notification:
             assert handover is not None  # noqa: S101 - a lease comes from it
-            handover.adopt(lease, _claim(cancellation, notification), event)
-            adopted = True
+            claim = _claim(cancellation, notification)
+            adopted = True  # from here the slot is the dispatcher's, whatever happens
+            handover.adopt(lease, claim, event)
     except Exception as exc:
         raise_if_database_down(exc)
         raise
