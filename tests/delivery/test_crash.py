@@ -122,6 +122,38 @@ class TestKillMidSend:
             recovery_s=round(recovery, 2),
         )
 
+    async def test_sigkill_after_a_hand_over_is_rescued_by_another_replica(
+        self, cluster: Cluster, sink: RestartableSink, db: AsyncEngine
+    ) -> None:
+        # The row was never `queued`: the webhook's own statement leased it to the victim.
+        held = sink.handler.hold("mail")
+        victim = await cluster.start("victim", lease_seconds=LEASE, poll_interval_seconds=POLL)
+        await asyncio.sleep(3 * POLL)  # its first claim found the queue empty: it is idle
+        body = encode(sample_event(order_id="hand-over"))
+        async with httpx.AsyncClient(base_url=victim.url) as client:
+            r = await client.post(URL, content=body, headers=signed_headers(body))
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "sending"
+        await asyncio.wait_for(held.reached.wait(), 15)
+        owner = await scalar(db, "SELECT locked_by FROM notifications")
+        assert owner.startswith("victim:")
+        await cluster.start("rescuer", lease_seconds=LEASE, poll_interval_seconds=POLL)
+
+        victim.kill()
+        await victim.wait()
+        t_kill = time.monotonic()
+        held.release.set()
+
+        await wait_until(lambda: sent(db), LEASE + POLL + 10, "the rescue")
+        recovery = time.monotonic() - t_kill
+        await asyncio.sleep(0.5)
+        assert await status_counts(db) == {"sent": 1}
+        assert len(sink.messages) == 1  # nothing reached DATA before the kill
+        assert await scalar(db, "SELECT attempts FROM notifications") == 2
+        winner = await scalar(db, "SELECT worker FROM delivery_attempts WHERE outcome = 'sent'")
+        assert winner.startswith("rescuer:")
+        assert recovery <= LEASE + POLL + 5
+
 
 class TestRescueTiming:
     async def test_a_live_slow_send_keeps_its_lease_and_is_not_rescued(
