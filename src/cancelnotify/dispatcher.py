@@ -241,6 +241,7 @@ class Dispatcher:
         if self._stopping:
             self._handback.append(claim.id)  # released by stop(); else rescued after the lease
             return
+        self.metrics.handovers.inc()
         self._start(_Job(claim, event), lease.started)
 
     def cancel(self, lease: Lease) -> None:

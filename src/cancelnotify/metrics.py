@@ -48,6 +48,11 @@ class Metrics:
             "Notifications reclaimed after another replica's lease expired",
             registry=r,
         )
+        self.handovers = Counter(
+            "cancelnotify_handovers_total",
+            "Notifications claimed by the webhook's own statement and sent from memory",
+            registry=r,
+        )
         self.ambiguous_sends = Counter(
             "cancelnotify_ambiguous_sends_total",
             "Sends whose outcome was lost after the final dot (may have been delivered)",

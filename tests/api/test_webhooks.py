@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -113,6 +114,13 @@ class TestAccepted:
             assert (await client.post(URL, content=body2, headers=headers2)).status_code == 202
 
 
+async def handovers(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    match = re.search(r"^cancelnotify_handovers_total (\S+)$", text, re.M)
+    assert match is not None, "no cancelnotify_handovers_total on /metrics"
+    return float(match.group(1))
+
+
 class TestHandover:
     """A replica whose dispatcher is idle sends a new row without claiming it from the queue."""
 
@@ -122,6 +130,7 @@ class TestHandover:
         first = encode(sample_event(order_id="3001"))
         r = await client.post(URL, content=first, headers=signed_headers(first))
         await wait_status(client, r.json()["notification_id"], "sent")  # the queue is empty now
+        before = await handovers(client)
 
         body = encode(sample_event(email="bo@example.com", order_id="3002"))
         r = await client.post(URL, content=body, headers=signed_headers(body))
@@ -136,6 +145,7 @@ class TestHandover:
         assert read["message_id"] == sink.messages[1].message_id
         await asyncio.sleep(0.3)
         assert len(sink.messages) == 2  # not also claimed from the queue
+        assert await handovers(client) == before + 1  # what ops see on /metrics
 
     async def test_a_busy_dispatcher_queues_new_rows_and_sends_them_in_arrival_order(
         self, make_settings: object, sink: Sink
