@@ -45,6 +45,21 @@ FIELDS = (
 )
 
 
+def prepare(
+    variant: str, pg: bench.PgServer, sink: bench.SinkProc, database: str
+) -> tuple[str, dict[str, str]]:
+    """A migrated database, services started from the variant's tree, its settings, a clean sink."""
+    tree, _, overrides = variant.partition("@")
+    env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
+    db_url = pg.create_database(database)
+    run_migrations(db_url)
+    root = Path(os.path.abspath(tree))
+    os.environ["PYTHONPATH"] = str(root / "src")
+    bench.ROOT = root
+    sink.reset()
+    return db_url, env
+
+
 async def one(
     variant: str,
     pg: bench.PgServer,
@@ -54,14 +69,7 @@ async def one(
     rate: float,
     saturate: float = 0,
 ) -> tuple[float, ...]:
-    tree, _, overrides = variant.partition("@")
-    env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
-    db_url = pg.create_database(f"compare{tag}")
-    run_migrations(db_url)
-    root = Path(os.path.abspath(tree))  # noqa: ASYNC240 - no I/O, just a path
-    os.environ["PYTHONPATH"] = str(root / "src")
-    bench.ROOT = root
-    sink.reset()
+    db_url, env = prepare(variant, pg, sink, f"compare{tag}")
     svc = bench.Service(db_url, sink.port, CANCELNOTIFY_DISPATCHER_ENABLED="false", **env)
     try:
         await asyncio.sleep(1)
@@ -111,16 +119,8 @@ async def fixed(
     tag: int,
     n: int,
     rate: float,
-    saturate: float = 0,
 ) -> tuple[float, ...]:
-    tree, _, overrides = variant.partition("@")
-    env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
-    db_url = pg.create_database(f"fixed{tag}")
-    run_migrations(db_url)
-    root = Path(os.path.abspath(tree))  # noqa: ASYNC240 - no I/O, just a path
-    os.environ["PYTHONPATH"] = str(root / "src")
-    bench.ROOT = root
-    sink.reset()
+    db_url, env = prepare(variant, pg, sink, f"fixed{tag}")
     svc = bench.Service(db_url, sink.port, **env)
     try:
         await asyncio.sleep(1)
@@ -153,15 +153,18 @@ async def main(args: argparse.Namespace) -> None:
     pg.start()
     sink = bench.SinkProc()
     results: dict[str, list[tuple[float, ...]]] = {v: [] for v in args.variants}
-    measure, fields = (fixed, FIXED_FIELDS) if args.fixed else (one, FIELDS)
+    fields = FIXED_FIELDS if args.fixed else FIELDS
     try:
         tag = 0
         for _ in range(args.rounds):
             for variant in args.variants:
                 tag += 1
-                values = await measure(
-                    variant, pg, sink, tag, args.requests, args.rate, args.saturate
-                )
+                if args.fixed:
+                    values = await fixed(variant, pg, sink, tag, args.requests, args.rate)
+                else:
+                    values = await one(
+                        variant, pg, sink, tag, args.requests, args.rate, args.saturate
+                    )
                 results[variant].append(values)
                 print(line(variant, values, fields), flush=True)
         for variant, rows in results.items():

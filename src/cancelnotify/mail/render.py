@@ -549,6 +549,36 @@ class Renderer:
 
         For previews ("the data used") and static checks; `render` stays the one path for mail.
         """
+        _, context = self._prepare(event, notification_id, reference, template, locale)
+        return context
+
+    def render(
+        self,
+        event: CancellationEventV1,
+        *,
+        notification_id: uuid.UUID,
+        reference: str,
+        template: str = "order_cancelled",
+        locale: str | None = None,
+    ) -> RenderedEmail:
+        """Render `template` for `event` in the customer's language (or `locale` when given)."""
+        parts, context = self._prepare(event, notification_id, reference, template, locale)
+        html = self._inliner.inline(parts["html"].render(context))
+        text = _finish_text(parts["txt"].render(context))
+        return RenderedEmail(
+            subject=context["subject"], html=html, text=text, locale=context["lang"]
+        )
+
+    def _prepare(
+        self,
+        event: CancellationEventV1,
+        notification_id: uuid.UUID,
+        reference: str,
+        template: str,
+        locale: str | None,
+    ) -> tuple[dict[str, Template], dict[str, Any]]:
+        """The compiled parts of `template` in the negotiated language, and the context with
+        its one-line `subject` and `preheader`."""
         tag = locale or event.customer.locale
         language = negotiate_locale(tag, self._locales)
         parts = self._parts(language).get(template)
@@ -564,37 +594,7 @@ class Renderer:
         )
         context["subject"] = _one_line(parts["subject"].render(context))
         context["preheader"] = self._preheader(context)
-        return context
-
-    def render(
-        self,
-        event: CancellationEventV1,
-        *,
-        notification_id: uuid.UUID,
-        reference: str,
-        template: str = "order_cancelled",
-        locale: str | None = None,
-    ) -> RenderedEmail:
-        """Render `template` for `event` in the customer's language (or `locale` when given)."""
-        tag = locale or event.customer.locale
-        language = negotiate_locale(tag, self._locales)
-        parts = self._parts(language).get(template)
-        if parts is None:
-            raise UnknownTemplateError(f"unknown template {template!r}")
-        context = self._context(
-            event,
-            notification_id=notification_id,
-            reference=reference,
-            template=template,
-            language=language,
-            fmt=formatting_locale(tag, language),
-        )
-        subject = _one_line(parts["subject"].render(context))
-        context["subject"] = subject
-        context["preheader"] = self._preheader(context)
-        html = self._inliner.inline(parts["html"].render(context))
-        text = _finish_text(parts["txt"].render(context))
-        return RenderedEmail(subject=subject, html=html, text=text, locale=language)
+        return parts, context
 
     # --- the view model ---------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from cancelnotify.errors import raise_if_database_down
 from cancelnotify.mail.message import make_message_id
-from cancelnotify.repository import Claim, Lease
+from cancelnotify.repository import Claim, Lease, claim_from_row
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
@@ -159,18 +159,10 @@ async def ingest(
 
 def _claim(cancellation: dict[str, Any], notification: dict[str, Any]) -> Claim:
     """The claim the dispatcher would have read back for the row just inserted under a lease."""
-    return Claim(
-        id=notification["id"],
-        cancellation_id=cancellation["id"],
-        kind=notification["kind"],
-        recipient=notification["recipient"],
-        locale=notification["locale"],
-        message_id=notification["message_id"],
-        attempt=notification["attempts"],
-        send_by=notification["send_by"],
+    return claim_from_row(
+        {**notification, "cancellation_id": cancellation["id"]},
         rescued=False,
         payload=None,  # the validated event travels with the hand-over
         reference=cancellation["reference"],
-        request_id=notification["request_id"],
-        created_at=notification["created_at"],
+        failures=0,
     )
