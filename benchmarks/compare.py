@@ -19,7 +19,8 @@ ingest-only row.
 
 With `--fixed`, each variant instead runs the whole flow as in production (dispatcher on while
 webhooks arrive at `--rate`) and reports webhook and webhook → SMTP latencies and the CPU per
-email delivered: what the split phases cannot show (a row handed from ingest to the dispatcher).
+email delivered (service, PostgreSQL, and the SMTP server, which shares the machine): what the
+split phases cannot show (a row handed from ingest to the dispatcher).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ FIXED_FIELDS = (
     "delivered/s",
     "service ms/email",
     "postgres ms/email",
+    "smtp server ms/email",
 )
 
 
@@ -126,9 +128,11 @@ async def fixed(
         await asyncio.sleep(1)
         requests = bench.make_requests(n, f"fixed{tag}")
         c0, p0 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+        s0 = bench.cpu_seconds(sink.proc.pid)
         load = await bench.fixed_rate(svc.port, requests, rate)
         end = await bench.wait_delivered(sink, load, 120)
         c1, p1 = bench.cpu_seconds(svc.proc.pid), bench.pg_cpu(pg)
+        s1 = bench.cpu_seconds(sink.proc.pid)
         lat = bench.delivery_latencies(load, sink.arrivals(), bench.DOMAIN)
     finally:
         svc.stop()
@@ -141,6 +145,7 @@ async def fixed(
         len(lat) / max(1e-9, end - load.started),
         1000 * (c1 - c0) / sent,
         1000 * (p1 - p0) / sent,
+        1000 * (s1 - s0) / sent,
     )
 
 

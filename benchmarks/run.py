@@ -177,14 +177,18 @@ def _record(load: Load, sent: float, t0: float, status: int, body: bytes) -> Non
         load.errors += 1
 
 
-async def fixed_rate(port: int, requests: Sequence[bytes], rate: float) -> Load:
-    """Open loop: request i leaves at start + i/rate, whatever the server's speed."""
-    load = Load()
-    idle: asyncio.Queue[Http] = asyncio.Queue()
+async def fixed_rate(port: int | list[int], requests: Sequence[bytes], rate: float) -> Load:
+    """Open loop: request i leaves at start + i/rate, whatever the server's speed.
 
-    async def one(raw: bytes) -> None:
+    With several ports (replicas behind a round-robin balancer), request i goes to port i mod n.
+    """
+    load = Load()
+    ports = port if isinstance(port, list) else [port]
+    idle: dict[int, asyncio.Queue[Http]] = {p: asyncio.Queue() for p in ports}
+
+    async def one(port: int, raw: bytes) -> None:
         try:
-            conn = idle.get_nowait()
+            conn = idle[port].get_nowait()
         except asyncio.QueueEmpty:
             conn = Http(port)
         sent, t0 = time.time(), time.perf_counter()
@@ -195,7 +199,7 @@ async def fixed_rate(port: int, requests: Sequence[bytes], rate: float) -> Load:
             conn.close()
             return
         _record(load, sent, t0, status, body)
-        idle.put_nowait(conn)
+        idle[port].put_nowait(conn)
 
     load.started = time.time()
     start = time.perf_counter()
@@ -204,11 +208,12 @@ async def fixed_rate(port: int, requests: Sequence[bytes], rate: float) -> Load:
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(raw)))
+        tasks.append(asyncio.create_task(one(ports[i % len(ports)], raw)))
     await asyncio.gather(*tasks)
     load.ended = time.time()
-    while not idle.empty():
-        idle.get_nowait().close()
+    for queue in idle.values():
+        while not queue.empty():
+            queue.get_nowait().close()
     return load
 
 
@@ -473,26 +478,33 @@ class Ctx:
         self.sink.reset()
 
 
-async def phase_fixed(ctx: Ctx, rate: float, seconds: float, label: str) -> dict[str, Any]:
+async def phase_fixed(
+    ctx: Ctx, rate: float, seconds: float, label: str, replicas: int = 1
+) -> dict[str, Any]:
+    """Open-loop load at `rate` on one service (or `replicas`, requests spread round-robin)."""
     ctx.truncate()
     n = int(rate * seconds)
     requests = make_requests(n, f"{label}-{uuid.uuid4().hex[:6]}")
-    svc = Service(ctx.db_url, ctx.sink.port)
+    services = [Service(ctx.db_url, ctx.sink.port) for _ in range(replicas)]
     try:
         await asyncio.sleep(1.0)
-        cpu0 = (cpu_seconds(svc.proc.pid), pg_cpu(ctx.pg), self_cpu())
+
+        def service_cpu() -> float:
+            return sum(cpu_seconds(svc.proc.pid) for svc in services)
+
+        cpu0 = (service_cpu(), pg_cpu(ctx.pg), self_cpu())
         rss = []
 
         async def sample_rss() -> None:
             while True:
-                rss.append(rss_mb(svc.proc.pid))
+                rss.append(max(rss_mb(svc.proc.pid) for svc in services))
                 await asyncio.sleep(1)
 
         sampler = asyncio.create_task(sample_rss())
-        load = await fixed_rate(svc.port, requests, rate)
+        load = await fixed_rate([svc.port for svc in services], requests, rate)
         end = await wait_delivered(ctx.sink, load, 60)
         sampler.cancel()
-        cpu1 = (cpu_seconds(svc.proc.pid), pg_cpu(ctx.pg), self_cpu())
+        cpu1 = (service_cpu(), pg_cpu(ctx.pg), self_cpu())
         arrivals = ctx.sink.arrivals()
         lat = delivery_latencies(load, arrivals, DOMAIN)
         delivered = len(lat)
@@ -500,6 +512,7 @@ async def phase_fixed(ctx: Ctx, rate: float, seconds: float, label: str) -> dict
         result = {
             "rate": rate,
             "seconds": seconds,
+            "replicas": replicas,
             "requests": n,
             "accepted": load.accepted,
             "errors": load.errors,
@@ -517,12 +530,13 @@ async def phase_fixed(ctx: Ctx, rate: float, seconds: float, label: str) -> dict
                 "load_generator": cpu[2] * 1000 / max(1, delivered),
                 "total": sum(cpu) * 1000 / max(1, delivered),
             },
-            "peak_rss_mb": peak_rss_mb(svc.proc.pid),
+            "peak_rss_mb": max(peak_rss_mb(svc.proc.pid) for svc in services),
             "rss_first_last_mb": [rss[0], rss[-1]] if rss else [],
             "rss_mb_every_10s": [round(x, 1) for x in rss[::10]],
         }
     finally:
-        svc.stop()
+        for svc in services:
+            svc.stop()
     return result
 
 
@@ -608,6 +622,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for rate in args.rates:
             step(f"service at a fixed {rate}/s for {args.seconds} s")
             r[f"fixed_{int(rate)}"] = await phase_fixed(ctx, rate, args.seconds, f"f{int(rate)}")
+        for rate in args.replica_rates:
+            n = args.replicas
+            step(f"{n} replicas at a fixed {rate}/s for {args.seconds} s (round-robin, aiosmtpd)")
+            r[f"fixed_{int(rate)}_{n}_replicas"] = await phase_fixed(
+                ctx, rate, args.seconds, f"f{int(rate)}r{n}", replicas=n
+            )
         if args.soak:
             step(f"soak: {args.soak_rate}/s for {args.soak} s (memory over time)")
             r["soak"] = await phase_fixed(ctx, args.soak_rate, args.soak, "soak")
@@ -682,7 +702,11 @@ def table(r: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true", help="60 s at 100/s, 200/s and 300/s")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="60 s at 100/s, 200/s and 300/s, and at 200/s and 300/s on --replicas services",
+    )
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--rates", type=float, nargs="+", default=[200])
     p.add_argument("--saturation-seconds", type=float, default=10)
@@ -690,12 +714,20 @@ def main() -> None:
     p.add_argument(
         "--scale", type=int, default=2, help="replicas 1..N at saturation on a fast SMTP server"
     )
+    p.add_argument(
+        "--replica-rates",
+        type=float,
+        nargs="*",
+        default=[],
+        help="fixed rates also run on --replicas services sharing the database and SMTP server",
+    )
+    p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--soak", type=float, default=0, help="also run this many seconds (600)")
     p.add_argument("--soak-rate", type=float, default=200)
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmark.json")
     args = p.parse_args()
     if args.full:
-        args.seconds, args.rates = 60, [100, 200, 300]
+        args.seconds, args.rates, args.replica_rates = 60, [100, 200, 300], [200, 300]
     results = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -33,9 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cancelnotify.clock import Clock, utcnow
 from cancelnotify.errors import is_retryable_db_error
-from cancelnotify.mail.message import build_message_bytes
+from cancelnotify.mail.message import wire_message
 from cancelnotify.mail.render import Renderer
-from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult
+from cancelnotify.mail.transport import Mailer, Phase, SendProgress, SendResult, WireMessage
 from cancelnotify.metrics import Metrics, code_class
 from cancelnotify.repository import Attempt, Claim, Lease
 from cancelnotify.schemas.event import CancellationEventV1
@@ -330,7 +330,7 @@ class Dispatcher:
                         transition = Transition(Status.failed, None, "render_error")
                 else:
                     subject, body_text = rendered.subject, rendered.text
-                    message = build_message_bytes(
+                    message = wire_message(
                         rendered,
                         self.settings,
                         to=claim.recipient,
@@ -428,9 +428,9 @@ class Dispatcher:
         if result.outcome is Outcome.sent and claim.created_at is not None:
             m.delivery_latency.observe(max(0.0, (self.clock() - claim.created_at).total_seconds()))
 
-    async def _send_with_lease(self, job: _Job, data: bytes) -> SendResult:
+    async def _send_with_lease(self, job: _Job, message: WireMessage) -> SendResult:
         # The lease is kept by `_heartbeat` from claim to record, for every job of this process.
-        return await self.mailer.send(self.sender, job.claim.recipient, data, job.progress)
+        return await self.mailer.send(self.sender, job.claim.recipient, message, job.progress)
 
     async def _heartbeat(self) -> None:
         """Extend every live claim's lease, so a slow relay is not mistaken for a crash.

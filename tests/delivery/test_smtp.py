@@ -358,3 +358,33 @@ class TestConnections:
         assert sink.handler.commands["mail"] == 0  # not a byte of mail in the clear
         assert len(sink.messages) == 0
         assert (await status_counts(db)).keys() <= {"retrying", "sending"}
+
+
+class TestTransferEncoding:
+    async def test_8bit_to_a_relay_that_offers_8bitmime_quoted_printable_to_one_that_does_not(
+        self,
+        make_settings: Callable[..., Settings],
+        sink: RestartableSink,
+        db: AsyncEngine,
+    ) -> None:
+        async with _App(make_settings()) as app:
+            await app.post(order_id="8bit", locale="es-ES")
+            assert await final(db) == {"sent": 1}
+            # The same relay, restarted without 8BITMIME (aiosmtpd offers it unless it decodes).
+            await sink.stop()
+            sink.kwargs = {"decode_data": True}
+            await sink.start()
+            await app.post(order_id="7bit", locale="es-ES")
+            assert await final(db, 2) == {"sent": 2}
+        eight, seven = sink.messages
+        assert eight.mail_options == ["BODY=8BITMIME"]
+        assert seven.mail_options == []
+        encodings = [
+            [p["Content-Transfer-Encoding"] for p in m.message.iter_parts()] for m in sink.messages
+        ]
+        assert encodings == [["8bit", "8bit"], ["quoted-printable", "quoted-printable"]]
+        assert "Hola, Ana:" in eight.part("plain")
+        assert "Hola, Ana:" in seven.part("plain")
+        assert "¿".encode() in eight.data  # as it is, not =C2=BF
+        assert seven.data.isascii()
+        assert all(len(line) <= 998 for m in sink.messages for line in m.data.split(b"\r\n"))

@@ -13,8 +13,10 @@ from cancelnotify.mail.message import (
     build_message_bytes,
     clean_header_text,
     make_message_id,
+    wire_message,
 )
-from cancelnotify.mail.render import Renderer
+from cancelnotify.mail.render import RenderedEmail, Renderer
+from cancelnotify.mail.transport import WireMessage
 from cancelnotify.schemas.event import Reason
 from cancelnotify.settings import Settings
 
@@ -42,7 +44,11 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def both(
-    renderer: Renderer, settings: Settings, make_event: MakeEvent, **kwargs: object
+    renderer: Renderer,
+    settings: Settings,
+    make_event: MakeEvent,
+    eight_bit: bool = False,
+    **kwargs: object,
 ) -> tuple[bytes, bytes]:
     event = make_event(**kwargs)
     rendered = renderer.render(event, notification_id=NOTIFICATION_ID, reference=REFERENCE)
@@ -52,13 +58,13 @@ def both(
         "message_id": make_message_id(NOTIFICATION_ID, settings),
         "date": WHEN,
     }
-    fast = build_message_bytes(rendered, settings, **args)  # type: ignore[arg-type]
-    reference = build_message(rendered, settings, **args).as_bytes()  # type: ignore[arg-type]
+    fast = build_message_bytes(rendered, settings, eight_bit=eight_bit, **args)  # type: ignore[arg-type]
+    reference = build_message(rendered, settings, eight_bit=eight_bit, **args).as_bytes()  # type: ignore[arg-type]
     return fast, reference
 
 
 def assert_same(fast: bytes, reference: bytes, to_name: str | None = None) -> None:
-    assert fast.isascii()
+    assert fast.split(b"\r\n\r\n", 1)[0].isascii()
     assert header_names(fast) == header_names(reference)
     a, b = parse(fast), parse(reference)
     for name in ("Message-ID", "Date", "From", "Reply-To", "Subject", "Content-Language"):
@@ -69,23 +75,36 @@ def assert_same(fast: bytes, reference: bytes, to_name: str | None = None) -> No
     assert [p.get_content_type() for p in a.iter_parts()] == ["text/plain", "text/html"]
     for pa, pb in zip(a.iter_parts(), b.iter_parts(), strict=True):
         assert pa.get_content() == pb.get_content()
-        assert pa["Content-Transfer-Encoding"] == "quoted-printable"
+        assert pa["Content-Transfer-Encoding"] == pb["Content-Transfer-Encoding"]
     assert all(len(line) <= 998 for line in fast.split(b"\r\n"))
 
 
+def encodings(raw: bytes) -> set[str]:
+    return {str(p["Content-Transfer-Encoding"]) for p in parse(raw).iter_parts()}
+
+
 class TestSameMessage:
+    @pytest.mark.parametrize("eight_bit", [False, True], ids=["qp", "8bit"])
     @pytest.mark.parametrize("name", NAMES)
     @pytest.mark.parametrize("locale", ["en", "de", "fr", "es", "it", "nl"])
     def test_names_and_locales(
-        self, renderer: Renderer, settings: Settings, make_event: MakeEvent, name: str, locale: str
+        self,
+        renderer: Renderer,
+        settings: Settings,
+        make_event: MakeEvent,
+        name: str,
+        locale: str,
+        eight_bit: bool,
     ) -> None:
         fast, reference = both(
             renderer,
             settings,
             make_event,
+            eight_bit,
             **{"customer.first_name": name or None, "customer.locale": locale},
         )
         assert_same(fast, reference, name)
+        assert encodings(fast) == ({"8bit"} if eight_bit else {"quoted-printable"})
         assert header_names(fast) == EXPECTED_HEADERS
         head = fast.split(b"\r\n\r\n", 1)[0]
         assert b"\r\nBcc:" not in head
@@ -116,3 +135,50 @@ class TestSameMessage:
             renderer, settings, make_event, **{"customer.email": "zoë@exämple.de"}
         )
         assert parse(fast)["To"] == parse(reference)["To"]
+
+
+class TestEightBit:
+    """Unencoded parts for a relay with 8BITMIME, and only where RFC 5322's 998 octets allow."""
+
+    def rendered(self, html: str, text: str) -> RenderedEmail:
+        return RenderedEmail(subject="Your order", html=html, text=text, locale="en")
+
+    def build(self, settings: Settings, rendered: RenderedEmail) -> WireMessage:
+        return wire_message(
+            rendered,
+            settings,
+            to="ana@example.com",
+            to_name="Ana",
+            message_id=make_message_id(NOTIFICATION_ID, settings),
+        )
+
+    def test_a_part_with_a_line_over_998_octets_stays_quoted_printable(
+        self, settings: Settings
+    ) -> None:
+        long_line = "<p>" + "é" * 498 + "</p>"  # 1,003 octets in UTF-8
+        wire = self.build(settings, self.rendered(long_line, "Grüße,\nAna"))
+        parts = list(parse(wire.data).iter_parts())
+        assert [p["Content-Transfer-Encoding"] for p in parts] == ["8bit", "quoted-printable"]
+        assert parts[1].get_content().replace("\r\n", "\n") == long_line + "\n"
+        assert all(len(line) <= 998 for line in wire.data.split(b"\r\n"))
+
+    def test_ascii_parts_are_7bit_and_need_no_8bitmime(self, settings: Settings) -> None:
+        wire = self.build(settings, self.rendered("<p>Hello</p>", "Hello"))
+        assert wire.seven_bit is None
+        assert encodings(wire.data) == {"7bit"}
+
+    def test_the_seven_bit_form_is_the_same_message_quoted_printable(
+        self, settings: Settings
+    ) -> None:
+        wire = self.build(settings, self.rendered("<p>Grüße</p>", "Grüße\r\nAna"))
+        assert wire.seven_bit is not None
+        seven = wire.seven_bit()
+        assert seven.isascii()
+        assert not wire.data.isascii()
+        a, b = parse(wire.data), parse(seven)
+        assert encodings(wire.data) == {"8bit"}
+        assert encodings(seven) == {"quoted-printable"}
+        for name in ("Message-ID", "Date", "From", "To", "Subject"):
+            assert a[name] == b[name]
+        for pa, pb in zip(a.iter_parts(), b.iter_parts(), strict=True):
+            assert pa.get_content() == pb.get_content()

@@ -23,6 +23,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from typing import Final, Literal
 
 from cancelnotify.mail.render import RenderedEmail, Renderer
+from cancelnotify.mail.transport import WireMessage
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
 
@@ -92,8 +93,10 @@ def build_message(
     message_id: str,
     to_name: str | None = None,
     date: datetime | None = None,
+    eight_bit: bool = False,
 ) -> EmailMessage:
-    """The email ready for SMTP: multipart/alternative (text, then HTML), quoted-printable UTF-8.
+    """The email ready for SMTP: multipart/alternative (text, then HTML), UTF-8,
+    quoted-printable (or, with `eight_bit`, unencoded where the lines allow it).
 
     Raises ValueError for an unusable recipient, sender or Message-ID (a bug, not bad luck).
     """
@@ -126,22 +129,39 @@ def build_message(
     msg["Subject"] = clean_header_text(rendered.subject)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(rendered.text, cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    msg.set_content(rendered.text, cte=_transfer_encoding(rendered.text, eight_bit)[0])
+    msg.add_alternative(
+        rendered.html, subtype="html", cte=_transfer_encoding(rendered.html, eight_bit)[0]
+    )
     # After the parts: set_content/add_alternative move Content-* headers into the first part.
     msg["Content-Language"] = clean_header_text(rendered.locale)
     return msg
 
 
-_BOUNDARY_PREFIX: Final = "=_cn_"  # "=" never appears unencoded in quoted-printable bodies
+# "=" never appears unencoded in quoted-printable bodies; 7bit/8bit bodies are checked for it.
+_BOUNDARY_PREFIX: Final = "=_cn_"
 
 
-def _qp(text: str) -> bytes:
-    # binascii's C quoted-printable encoder, fed LF line ends, then put on the wire as CRLF.
+# RFC 5322 §2.1.1: at most 998 octets per line, CRLF excluded. A part with a longer line (or a
+# NUL) cannot travel as 7bit/8bit and is quoted-printable instead.
+_MAX_LINE: Final = 998
+
+
+def _transfer_encoding(text: str, eight_bit: bool) -> tuple[str, bytes]:
+    """The Content-Transfer-Encoding of one text part and its body with LF line ends.
+
+    With `eight_bit` (the relay offers 8BITMIME, RFC 6152) a part whose lines fit goes as it
+    is, as Django's mail does: nothing to encode here, and for the relay fewer and shorter
+    lines to read than quoted-printable's 76-column ones (aiosmtpd: about a third less CPU per
+    message, measured). Otherwise quoted-printable, through binascii's C encoder.
+    """
     body = text.replace("\r\n", "\n").replace("\r", "\n")
     if not body.endswith("\n"):
         body += "\n"  # as EmailMessage.set_content does: a part ends with a line break
-    return binascii.b2a_qp(body.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    data = body.encode("utf-8")
+    if eight_bit and "\x00" not in body and max(map(len, data.split(b"\n"))) <= _MAX_LINE:
+        return ("7bit" if body.isascii() else "8bit"), data
+    return "quoted-printable", binascii.b2a_qp(data, istext=True)
 
 
 def _header_text(name: str, value: str) -> str:
@@ -164,29 +184,76 @@ def build_message_bytes(
     message_id: str,
     to_name: str | None = None,
     date: datetime | None = None,
+    eight_bit: bool = False,
 ) -> bytes:
     """The same message as `build_message(...).as_bytes()`, assembled directly (the hot path).
 
     `email.message.EmailMessage` costs about 4 ms per message to build and serialise, more than
-    rendering; here the validated, cleaned values are written into a fixed multipart layout and
-    the bodies go through the C quoted-printable encoder. Non-ASCII addresses, which need the
-    email package's SMTPUTF8 handling, take the general path.
+    rendering; here the validated, cleaned values are written into a fixed multipart layout.
+    Non-ASCII addresses, which need the email package's SMTPUTF8 handling, take the general
+    path. With `eight_bit`, parts whose lines fit are sent unencoded (see `_transfer_encoding`).
     """
-    reference = build_message  # the general path validates exactly the same way
+    return _assemble(rendered, settings, to, message_id, to_name, date, eight_bit)[0]
+
+
+def wire_message(
+    rendered: RenderedEmail,
+    settings: Settings,
+    *,
+    to: str,
+    message_id: str,
+    to_name: str | None = None,
+) -> WireMessage:
+    """The message for `Mailer.send`: unencoded parts for a relay that offers 8BITMIME, and
+    the same message (same Date and Message-ID) all quoted-printable for one that does not."""
+    when = datetime.now(UTC)
+    data, needs_8bitmime = _assemble(rendered, settings, to, message_id, to_name, when, True)
+    if not needs_8bitmime:
+        return WireMessage(data)
+    seven_bit = functools.partial(
+        build_message_bytes,
+        rendered,
+        settings,
+        to=to,
+        message_id=message_id,
+        to_name=to_name,
+        date=when,
+    )
+    return WireMessage(data, seven_bit)
+
+
+def _assemble(
+    rendered: RenderedEmail,
+    settings: Settings,
+    to: str,
+    message_id: str,
+    to_name: str | None,
+    date: datetime | None,
+    eight_bit: bool,
+) -> tuple[bytes, bool]:
+    """The message and whether a part is 8bit (the MAIL command must then say BODY=8BITMIME)."""
     if not (_MESSAGE_ID.match(message_id) and _ADDR_SPEC.fullmatch(to) and to.isascii()):
-        return reference(
+        general = build_message(
             rendered, settings, to=to, message_id=message_id, to_name=to_name, date=date
-        ).as_bytes()
+        )
+        return general.as_bytes(), False
     when = date or datetime.now(UTC)
     if when.tzinfo is None:
         raise ValueError("date must be timezone-aware")
     sender = _mailbox(settings.mail_from, "MAIL_FROM")
     if not sender.addr_spec.isascii() or (settings.reply_to and not settings.reply_to.isascii()):
-        return reference(
+        general = build_message(
             rendered, settings, to=to, message_id=message_id, to_name=to_name, date=when
-        ).as_bytes()
+        )
+        return general.as_bytes(), False
     sender_name = sender.display_name or clean_header_text(settings.shop_name)
+    parts = [
+        (subtype, *_transfer_encoding(text, eight_bit))
+        for subtype, text in (("plain", rendered.text), ("html", rendered.html))
+    ]
     boundary = _BOUNDARY_PREFIX + uuid.uuid4().hex
+    while any(boundary.encode() in body for _, _, body in parts):  # pragma: no cover - 2**-122
+        boundary = _BOUNDARY_PREFIX + uuid.uuid4().hex
     lines = [
         f"Message-ID: {message_id}",
         f"Date: {format_datetime(when)}",
@@ -205,28 +272,19 @@ def build_message_bytes(
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
         f"Content-Language: {clean_header_text(rendered.locale)}",
+        "",
+        "",
     ]
-    part_head = (
-        '\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    )
-    dash = f"--{boundary}".encode()
-    return b"".join(
-        (
-            "\r\n".join(lines).encode("ascii"),
-            b"\r\n\r\n",
-            dash,
-            part_head.format(subtype="plain").encode(),
-            _qp(rendered.text),
+    chunks = ["\r\n".join(lines).encode("ascii")]
+    for subtype, cte, body in parts:
+        chunks += [
+            f"--{boundary}\r\nContent-Type: text/{subtype}; "
+            f'charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n'.encode(),
+            body.replace(b"\n", b"\r\n"),
             b"\r\n",
-            dash,
-            part_head.format(subtype="html").encode(),
-            _qp(rendered.html),
-            b"\r\n",
-            dash,
-            b"--\r\n",
-        )
-    )
+        ]
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), any(cte == "8bit" for _, cte, _ in parts)
 
 
 def preview_ids(event: CancellationEventV1) -> tuple[uuid.UUID, str]:

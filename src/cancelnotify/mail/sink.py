@@ -28,6 +28,7 @@ class Captured:
     recipients: list[str]
     data: bytes
     received_at: datetime = field(default_factory=utcnow)
+    mail_options: list[str] = field(default_factory=list)  # e.g. ["BODY=8BITMIME"]
 
     @property
     def message(self) -> EmailMessage:
@@ -165,7 +166,12 @@ class RecordingHandler:
         content = envelope.original_content or envelope.content or b""
         data = content if isinstance(content, bytes) else content.encode()
         self.messages.append(
-            Captured(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], data)
+            Captured(
+                str(envelope.mail_from),
+                [str(r) for r in envelope.rcpt_tos],
+                data,
+                mail_options=list(envelope.mail_options),
+            )
         )
         del self.messages[: -self.limit]
         self.received.set()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -44,6 +45,27 @@ class SendProgress:
 
     def may_start_data(self) -> bool:
         return not self.lease_lost and time.monotonic() < self.lease_until
+
+
+@dataclass(frozen=True, slots=True)
+class WireMessage:
+    """A message as it goes to the relay.
+
+    With `seven_bit` set, `data` has an 8bit part: the MAIL command then declares BODY=8BITMIME
+    (RFC 6152), and a relay that does not offer 8BITMIME gets `seven_bit()` instead, the same
+    message all quoted-printable.
+    """
+
+    data: bytes
+    seven_bit: Callable[[], bytes] | None = None
+
+    def for_relay(self, client: aiosmtplib.SMTP) -> tuple[bytes, list[str]]:
+        """The bytes to send on `client` (after its EHLO) and the MAIL FROM parameters."""
+        if self.seven_bit is None:
+            return self.data, []
+        if client.supports_extension("8bitmime"):
+            return self.data, ["BODY=8BITMIME"]
+        return self.seven_bit(), []
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +144,12 @@ class Mailer:
         client = self._new_client()
         self.connects += 1
         await client.connect()
+        if client.is_ehlo_or_helo_needed:
+            # Greet now, not inside MAIL: the message's form depends on the extensions (8BITMIME).
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()  # as aiosmtplib does for a relay that refuses EHLO
         return client
 
     def _discard(self, client: aiosmtplib.SMTP | None) -> None:
@@ -132,7 +160,7 @@ class Mailer:
         self,
         sender: str,
         recipient: str,
-        message: bytes,
+        message: bytes | WireMessage,
         progress: SendProgress | None = None,
     ) -> SendResult:
         """One SMTP transaction; never raises for SMTP or network trouble, it classifies it.
@@ -208,14 +236,16 @@ class Mailer:
         reused: bool,
         sender: str,
         recipient: str,
-        message: bytes,
+        message: bytes | WireMessage,
         progress: SendProgress,
     ) -> SendResult:
         timeout = self.settings.smtp_command_timeout_seconds
+        wire = message if isinstance(message, WireMessage) else WireMessage(message)
+        data, options = wire.for_relay(client)
         stage = "MAIL FROM"
         try:
             try:
-                await client.mail(sender, timeout=timeout)
+                await client.mail(sender, options=options, timeout=timeout)
             except _DISCONNECTS as exc:
                 if reused:
                     raise _StaleConnection from exc
@@ -230,7 +260,7 @@ class Mailer:
                 return SendResult(Outcome.transient, None, "lease lost before DATA; not sent")
             stage = "DATA"
             progress.phase = Phase.data
-            response = await client.data(message, timeout=self.settings.smtp_data_timeout_seconds)
+            response = await client.data(data, timeout=self.settings.smtp_data_timeout_seconds)
             return SendResult(Outcome.sent, response.code, response.message)
         except aiosmtplib.SMTPResponseException as exc:
             # An explicit reply, even after the final dot, is never ambiguous.
