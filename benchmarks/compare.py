@@ -32,6 +32,8 @@ import statistics
 import time
 from pathlib import Path
 
+import uvloop
+
 from benchmarks import run as bench
 from cancelnotify.db import run_migrations
 
@@ -194,4 +196,4 @@ if __name__ == "__main__":
         metavar="SECONDS",
         help="ingest closed-loop (64 connections) for SECONDS instead of at --rate",
     )
-    asyncio.run(main(p.parse_args()))
+    uvloop.run(main(p.parse_args()))
