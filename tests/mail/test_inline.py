@@ -1,4 +1,4 @@
-"""CSS inlined as templates compile: the same documents as css-inline per message, and the fallbacks."""
+"""CSS inlined as templates compile: the documents css-inline made per message, and fallbacks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from cancelnotify.mail.inline import (
     document_difference,
     read_stylesheet,
 )
-from cancelnotify.mail.render import Renderer, default_templates_dir
+from cancelnotify.mail.render import EmailEnvironment, Renderer, default_templates_dir
 from cancelnotify.preview.scenarios import SCENARIOS
 from cancelnotify.settings import Settings
 
@@ -32,6 +32,15 @@ MACROS = default_templates_dir() / "email" / "macros.html"
 @pytest.fixture(scope="module")
 def per_message(settings: Settings) -> Renderer:
     return Renderer(settings, css_at_compile_time=False)
+
+
+@pytest.fixture
+def inliner(renderer: Renderer) -> TemplateInliner:
+    """The renderer's compile-time inliner: its cache knows the styles the templates got."""
+    env = renderer._environments["en"]
+    assert isinstance(env, EmailEnvironment)
+    assert env.inliner is not None
+    return env.inliner
 
 
 def write(root: Path, name: str, content: str) -> None:
@@ -108,7 +117,10 @@ class TestDocumentComparison:
 
     def test_attribute_order_entities_and_tbody_are_not(self) -> None:
         a = '<table class="x" role="presentation"><tr><td>&#8199;&nbsp;é</td></tr></table>'
-        b = '<table role="presentation" class="x"><tbody><tr><td>\u2007&#160;&eacute;</td></tr></tbody></table>'
+        b = (
+            '<table role="presentation" class="x">'
+            "<tbody><tr><td>\u2007&#160;&eacute;</td></tr></tbody></table>"
+        )
         assert document_difference(a, b) is None
         assert canonical_document(a) == canonical_document(b)
 
@@ -183,7 +195,7 @@ class TestFallback:
                 "email/macros.html",
                 MACROS.read_text(encoding="utf-8").replace(
                     '<td class="box-cell value amount">{% else %}<td class="box-cell value">',
-                    '<td class="box-cell value{{ \' amount\' if emphasis }}">{% else %}'
+                    "<td class=\"box-cell value{{ ' amount' if emphasis }}\">{% else %}"
                     '<td class="box-cell value">',
                 ),
                 "email/macros.html: <td> has a class attribute built by an expression",
@@ -237,7 +249,10 @@ class TestFallback:
         for locale in ("en", "de"):
             got, want = (
                 r.render(
-                    make_event(), notification_id=NOTIFICATION_ID, reference=REFERENCE, locale=locale
+                    make_event(),
+                    notification_id=NOTIFICATION_ID,
+                    reference=REFERENCE,
+                    locale=locale,
                 )
                 for r in (renderer, reference)
             )
@@ -305,13 +320,9 @@ class TestRenderTimeMarkup:
         html = same_email(renderer, Renderer(settings, css_at_compile_time=False), make_event)
         assert '<span class="reference" style="font-family: Menlo' in html
 
-    def test_styled_markup_comes_back_unchanged(self, renderer: Renderer) -> None:
-        inliner = next(
-            e.inliner
-            for e in renderer._environments.values()  # noqa: SLF001
-            if getattr(e, "inliner", None) is not None
-        )
-        assert isinstance(inliner, TemplateInliner)
+    def test_styled_markup_comes_back_unchanged(
+        self, renderer: Renderer, inliner: TemplateInliner
+    ) -> None:
         event = SCENARIOS["many_alternatives"].event()
         html = renderer.render(event, notification_id=NOTIFICATION_ID, reference=REFERENCE).html
         body = Markup(html[html.index("<body") :])  # noqa: S704 - our own output
@@ -322,14 +333,8 @@ class TestRenderTimeMarkup:
         assert inliner.style_markup(once) == once
 
     def test_unsupported_markup_is_left_alone_and_logged(
-        self, renderer: Renderer, caplog: pytest.LogCaptureFixture
+        self, inliner: TemplateInliner, caplog: pytest.LogCaptureFixture
     ) -> None:
-        inliner = next(
-            e.inliner
-            for e in renderer._environments.values()  # noqa: SLF001
-            if getattr(e, "inliner", None) is not None
-        )
-        assert isinstance(inliner, TemplateInliner)
         value = Markup("<style>p { color: red }</style><p>x</p>")
         with caplog.at_level(logging.WARNING, logger="cancelnotify.mail.inline"):
             assert inliner.style_markup(value) is value
