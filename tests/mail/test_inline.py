@@ -29,6 +29,24 @@ BASE = default_templates_dir() / "email" / "base.html"
 MACROS = default_templates_dir() / "email" / "macros.html"
 
 
+# Quoting, comments, raw text and parse errors the tokenizer must read as html5ever does.
+TRICKY_MARKUP = """<p CLASS="muted" Class="reference">Upper case, duplicate class</p>
+<p class=muted>unquoted</p><p class='muted' style='color: "red"'>single quotes</p>
+<!-- <p class="muted">in a comment</p> --><!--><p class="label">after an abrupt comment</p><!--->
+<p class="muted" title="a > b <p class=&quot;x&quot;>">quoted &gt;</p>
+<img class="img" src="https://x.example/a.png" alt=""/><br/><hr class="muted" / >
+<a  class = "btn" href=https://x.example/b >spaces</a>
+<textarea class="muted"><p class="muted">not a tag</p></textarea>
+<![CDATA[ <p class="muted"> ]]><?xml x?><p class="a&#32;muted">entity in class</p>
+<table><td class="box-cell">no tr, no tbody</td></table>
+<p class="muted" style="">empty style</p><span style="color: red;">no class</span>
+<p class="muted"style="margin: 0">no space</p><P/class="muted">slash</P>
+<div class="note
+muted">newline in class</div><x-y class="muted">custom</x-y><image class="img">
+{{ first_name }}<b class="reference">{{ '<p class="muted">escaped</p>' }}</b>
+"""
+
+
 @pytest.fixture(scope="module")
 def per_message(settings: Settings) -> Renderer:
     return Renderer(settings, css_at_compile_time=False)
@@ -91,6 +109,17 @@ class TestEquivalence:
             difference = document_difference(got.html, want.html)
             assert difference is None, f"{name}: {difference}"
             assert "<style" not in got.html.split("</head>", 1)[1], name
+
+    def test_markup_read_as_the_html_parser_reads_it(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        write(tmp_path, "email/partials/greeting.html", TRICKY_MARKUP)
+        settings = make_settings(templates_dir=tmp_path)
+        renderer = Renderer(settings)
+        assert renderer.css_inlining.at_compile_time, renderer.css_inlining.reason
+        html = same_email(renderer, Renderer(settings, css_at_compile_time=False), make_event)
+        assert '<p class=muted style="margin: 0 0 12px 0;color: #6b7280;' in html
+        assert '<p class="muted">not a tag</p></textarea>' in html
 
     def test_every_locale_is_covered(self, renderer: Renderer) -> None:
         assert sorted(renderer.locales()) == ["de", "en", "es", "fr", "it", "nl"]
