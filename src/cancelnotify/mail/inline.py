@@ -529,7 +529,9 @@ class InlineStyles:
     """The style css-inline gives (tag, class, style), computed on a probe document, cached.
 
     Shared by every language's templates and by the render-time filter; safe across threads
-    (a race computes one entry twice, with the same result).
+    (a race computes one entry twice, with the same result). Its entries are the distinct tags of
+    the templates and of markup made at render time (catalogs, code), never customer data, which
+    is escaped text.
     """
 
     def __init__(self, sheet: Stylesheet) -> None:
@@ -763,8 +765,11 @@ class TemplateInliner:
         compiled.written += styler.written
 
     def check(self, emails: Iterable[str]) -> list[str]:
-        """Why the compiled templates, as a whole, may not give css-inline's result (empty: they
-        do). Called once every template compiled in one language."""
+        """Why the compiled templates, as a whole, may not give css-inline's result (or nothing).
+
+        Called once every template compiled in one language: a layout's tags, the <style>
+        block and the `extends` chains are only known for all templates together.
+        """
         self.checked = True
         templates = self._templates.values()
         problems = [t.problem for t in templates if t.problem is not None]
