@@ -121,6 +121,26 @@ class TestEquivalence:
         assert '<p class=muted style="margin: 0 0 12px 0;color: #6b7280;' in html
         assert '<p class="muted">not a tag</p></textarea>' in html
 
+    def test_a_template_that_shadows_gettext(self, tmp_path: Path, make_event: MakeEvent) -> None:
+        # Every language then shares templates that call gettext at render time.
+        write(
+            tmp_path,
+            "email/partials/greeting.html",
+            "{% macro _(text) %}<b>{{ text|upper }}</b>{% endmacro %}"
+            '<p class="muted">{{ _("Hello,") }} {{ gettext("Need help?") }}</p>\n',
+        )
+        settings = make_settings(templates_dir=tmp_path)
+        renderer = Renderer(settings)
+        assert renderer.css_inlining.at_compile_time, renderer.css_inlining.reason
+        html = same_email(
+            renderer,
+            Renderer(settings, css_at_compile_time=False),
+            make_event,
+            **{"customer.locale": "de-DE"},
+        )
+        assert '<p class="muted" style="margin: 0 0 12px 0;color: #6b7280;' in html
+        assert "<b>HELLO,</b> Brauchen Sie Hilfe?" in html
+
     def test_every_locale_is_covered(self, renderer: Renderer) -> None:
         assert sorted(renderer.locales()) == ["de", "en", "es", "fr", "it", "nl"]
 
