@@ -2,8 +2,10 @@
 
 The gettext catalogs and one Jinja2 environment per language are built once, in
 `Renderer.__init__`; each language's templates compile with its messages already translated
-(English at start-up, another language on its first email). `Renderer.render` is synchronous,
-CPU-only and safe to call from threads.
+(English at start-up, another language on its first email) and, when base.html's stylesheet
+allows it, with the CSS already inlined into their tags (`inline.py`); otherwise css-inline runs
+on every rendered HTML part. `Renderer.render` is synchronous, CPU-only and safe to call from
+threads.
 Everything that carries customer data is computed here into plain strings, and the HTML templates
 escape it (autoescape on); the text templates print it as is.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+import logging
 import re
 import textwrap
 import threading
@@ -24,7 +27,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-import css_inline
 from babel import Locale, UnknownLocaleError
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
@@ -39,6 +41,7 @@ from jinja2 import (
     FunctionLoader,
     StrictUndefined,
     Template,
+    TemplateNotFound,
     nodes,
     pass_context,
     pass_eval_context,
@@ -62,8 +65,19 @@ from cancelnotify.i18n import (
     refund_window,
 )
 from cancelnotify.links import click_url, feedback_url, open_pixel_url, status_url
+from cancelnotify.mail.inline import (
+    BASE_TEMPLATE,
+    STYLE_FILTER,
+    InlineStyles,
+    TemplateInliner,
+    Unprovable,
+    css_inliner,
+    read_stylesheet,
+)
 from cancelnotify.schemas.event import CancellationEventV1, Reason, Refund, RefundMethod
 from cancelnotify.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_ALTERNATIVES: Final = 4
 # Beyond this many lines the rest is summarised, so even a 200-line order stays far below
@@ -138,6 +152,14 @@ class RenderedEmail:
     html: str
     text: str
     locale: str
+
+
+@dataclass(frozen=True, slots=True)
+class CssInlining:
+    """Where an email's CSS is inlined, and why there."""
+
+    at_compile_time: bool
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,15 +350,18 @@ def i18n_environment(
     *,
     escape_all: bool,
     catalog: gettext.NullTranslations | None = None,
+    inliner: TemplateInliner | None = None,
 ) -> Environment:
     """A strict Jinja2 environment whose gettext takes its catalog from the render context
     (`i18n`), so one environment serves every locale: emails and the status pages use it.
 
     `.html` templates and strings are always autoescaped; other files (an email's `.txt` and
     `.subject`) only with `escape_all`. With `catalog`, the environment serves that one language
-    and translates literal messages when it compiles a template (see `CatalogEnvironment`).
+    and translates literal messages when it compiles a template; with `inliner`, HTML templates
+    compile with their CSS inlined (see `EmailEnvironment`).
     """
-    env = (Environment if catalog is None else CatalogEnvironment)(
+    rewrites = catalog is not None or inliner is not None
+    env = (EmailEnvironment if rewrites else Environment)(
         loader=loader,
         autoescape=select_autoescape(
             enabled_extensions=("html",), default_for_string=True, default=escape_all
@@ -354,9 +379,13 @@ def i18n_environment(
     # What `install_gettext_callables(newstyle=True)` does, with our context-aware callables.
     setattr(env, "newstyle_gettext", True)  # noqa: B010 - set by the i18n extension
     env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
-    if isinstance(env, CatalogEnvironment) and catalog is not None:
-        env.catalog = catalog
-        env.filters[_TRANSLATED_FILTER] = _translated
+    if isinstance(env, EmailEnvironment):
+        if catalog is not None:
+            env.catalog = catalog
+            env.filters[_TRANSLATED_FILTER] = _translated
+        if inliner is not None:
+            env.inliner = inliner
+            env.filters[STYLE_FILTER] = inliner.style_markup
     return env
 
 
@@ -403,14 +432,17 @@ class _TranslateLiterals(NodeTransformer):
         )
 
 
-class CatalogEnvironment(Environment):
-    """An environment for one language: literal messages are looked up as templates compile.
+class EmailEnvironment(Environment):
+    """An environment that rewrites templates as they compile: with a `catalog` (one language)
+    literal messages are looked up, with an `inliner` HTML templates get their CSS inlined.
 
-    Renders as `i18n_environment(...)` without a catalog does when the render context's `i18n`
-    is this catalog, minus a gettext call per message.
+    Renders as `i18n_environment(...)` without either does when the render context's `i18n` is
+    this catalog and css-inline runs on the output, minus a gettext call per message and the
+    css-inline pass per email.
     """
 
-    catalog: gettext.NullTranslations = gettext.NullTranslations()
+    catalog: gettext.NullTranslations | None = None
+    inliner: TemplateInliner | None = None
     # Set when a compiled template assigns `_`, `gettext` or `ngettext` itself: its includes see
     # that variable, not our gettext, so their messages must not be translated ahead of time.
     shadows_gettext: bool = False
@@ -418,11 +450,19 @@ class CatalogEnvironment(Environment):
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         # The one hook between parsing and code generation (`compile` and `parse` both call it).
         ast = super()._parse(source, name, filename)
-        if _binds_gettext_names(ast):
-            self.shadows_gettext = True
-            return ast
-        translated: nodes.Template = _TranslateLiterals(self.catalog).visit(ast)
-        return translated
+        if self.catalog is not None:
+            if _binds_gettext_names(ast):
+                self.shadows_gettext = True
+            else:
+                ast = _TranslateLiterals(self.catalog).visit(ast)
+        if self.inliner is not None and name is not None and self.is_html(name):
+            ast = self.inliner.transform(ast, name, self.is_html)
+        return ast
+
+    def is_html(self, name: str) -> bool:
+        """Whether template `name` is autoescaped, i.e. HTML."""
+        autoescape = self.autoescape
+        return bool(autoescape(name) if callable(autoescape) else autoescape)
 
 
 def _binds_gettext_names(ast: nodes.Template) -> bool:
@@ -435,9 +475,11 @@ def _binds_gettext_names(ast: nodes.Template) -> bool:
 
 
 def _email_environment(
-    loader: BaseLoader, catalog: gettext.NullTranslations | None = None
+    loader: BaseLoader,
+    catalog: gettext.NullTranslations | None = None,
+    inliner: TemplateInliner | None = None,
 ) -> Environment:
-    env = i18n_environment(loader, escape_all=False, catalog=catalog)
+    env = i18n_environment(loader, escape_all=False, catalog=catalog, inliner=inliner)
     env.filters["wordwrap"] = fast_wordwrap
     env.globals["heading"] = _text_heading
     return env
@@ -458,7 +500,9 @@ def _compile(
 class Renderer:
     """Compiled templates and catalogs, built once per process; `render` is pure CPU."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, css_at_compile_time: bool = True) -> None:
+        """Read and compile everything; `css_at_compile_time=False` keeps css-inline per message
+        even where inlining at compile time would be proven right (tests compare the two)."""
         self._settings = settings
         self._search_path = template_search_path(settings)
         loader = FileSystemLoader(self._search_path)
@@ -467,9 +511,7 @@ class Renderer:
         self._translations = {
             name: load_translations(self._search_path, name) for name in self._locales
         }
-        self._inliner = css_inline.CSSInliner(
-            keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
-        )
+        self._inliner = css_inliner()
         self._policy = merge_refund_policy(settings.refund_policy.items())
         self._names = self._discover_templates()
         self._sources = [
@@ -481,19 +523,55 @@ class Renderer:
         snapshot = {path: loader.get_source(self._env, path) for path in self._sources}
         self._loader = ChoiceLoader([FunctionLoader(snapshot.get), loader])
         self._lock = threading.Lock()
+        inliner, reason = (
+            self._template_inliner()
+            if css_at_compile_time
+            else (None, "compile-time inlining was turned off")
+        )
+        self._compile_english(inliner)
+        problems = [] if inliner is None else inliner.check(self._names)
+        if problems:  # a template it cannot prove right: the whole email inlines per message
+            inliner, reason = None, "; ".join(problems)
+            self._compile_english(None)
+        self._css = CssInlining(at_compile_time=inliner is not None, reason=reason)
+        log.info(
+            "CSS inlined %s: %s",
+            "once, as templates compile" if inliner is not None else "per message",
+            reason,
+        )
+
+    def _template_inliner(self) -> tuple[TemplateInliner | None, str]:
+        """The compile-time inliner for base.html's stylesheet (a shop's override counts), or
+        None and why its styles might depend on more than each element itself."""
+        try:
+            source, _, _ = self._loader.get_source(self._env, BASE_TEMPLATE)
+            styles = InlineStyles(read_stylesheet(source))
+        except TemplateNotFound:
+            return None, f"there is no {BASE_TEMPLATE}"
+        except Unprovable as exc:
+            return None, str(exc)
+        return TemplateInliner(styles), "base.html's stylesheet styles each element by itself"
+
+    def _compile_english(self, inliner: TemplateInliner | None) -> None:
         # One environment per language, its messages translated when it compiles (cProfile:
         # gettext calls were a third of Jinja's time per email). Compiling one costs ~0.13 s, so
         # only English is compiled now (template errors still stop the start) and each other
         # language on its first email, or all at once by `compile_all` (`serve`, `dev`).
         self._environments = {
-            language: _email_environment(self._loader, self._translations[language])
+            language: _email_environment(self._loader, self._translations[language], inliner)
             for language in self._locales
         }
         english = self._environments[DEFAULT_LOCALE]
         self._templates = {DEFAULT_LOCALE: _compile(english, self._sources, self._names)}
-        if isinstance(english, CatalogEnvironment) and english.shadows_gettext:
-            shared = _compile(self._env, self._sources, self._names)  # gettext from the context
+        if isinstance(english, EmailEnvironment) and english.shadows_gettext:
+            shared_env = _email_environment(self._loader, inliner=inliner)
+            shared = _compile(shared_env, self._sources, self._names)  # gettext from the context
             self._templates = dict.fromkeys(self._locales, shared)
+
+    @property
+    def css_inlining(self) -> CssInlining:
+        """Whether CSS was inlined as the templates compiled, or is inlined per message."""
+        return self._css
 
     def compile_all(self) -> None:
         """Compile every language now (a server at start-up: no first email pays ~0.1 s)."""
@@ -563,7 +641,9 @@ class Renderer:
     ) -> RenderedEmail:
         """Render `template` for `event` in the customer's language (or `locale` when given)."""
         parts, context = self._prepare(event, notification_id, reference, template, locale)
-        html = self._inliner.inline(parts["html"].render(context))
+        html = parts["html"].render(context)
+        if not self._css.at_compile_time:
+            html = self._inliner.inline(html)
         text = _finish_text(parts["txt"].render(context))
         return RenderedEmail(
             subject=context["subject"], html=html, text=text, locale=context["lang"]
