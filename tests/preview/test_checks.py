@@ -211,6 +211,20 @@ class TestTemplateChecks:
         ]
         assert by_check(preview(make_workbench(tmp_path), locale="en"), "untranslated") == []
 
+    def test_css_that_cannot_be_inlined_at_compile_time(
+        self, tmp_path: Path, make_workbench: MakeWorkbench
+    ) -> None:
+        base = (Path(__file__).parents[2] / "templates/email/base.html").read_text()
+        # A descendant selector: an element's style depends on where it sits.
+        write(
+            tmp_path,
+            "email/base.html",
+            base.replace("<style>\n", "<style>\n.section p { color: red; }\n"),
+        )
+        [warning] = by_check(preview(make_workbench(tmp_path)), "css-per-message")
+        assert "selector" in warning.message
+        assert warning.where == "email/base.html"
+
 
 class TestDefaultTemplates:
     def test_no_warnings_in_any_template_locale_or_scenario(

@@ -338,6 +338,9 @@ class Workbench:
         warnings += checks.check_untranslated(language, used, build.catalog(language))
         eml: str | None = None
         headers: tuple[tuple[str, str], ...] = ()
+        css = renderer.css_inlining
+        if not css.at_compile_time:
+            warnings.append(Warning("css-per-message", css.reason, "email/base.html"))
         if rendered is not None:
             warnings += checks.check_subject_length(rendered.subject)
             warnings += checks.check_html_size(rendered.html)
