@@ -144,8 +144,11 @@ class TestLogs:
         failed = [x for x in lines if x.get("notification_id") == refused["notification_id"]]
         assert failed[-1]["request_id"] == "req-scan-2"
         assert failed[-1]["failure_reason"] == "rejected"
-        outcomes = [x["outcome"] for x in lines if x.get("msg", "").startswith("webhook ")]
-        assert {"accepted", "duplicate", "rejected"} <= set(outcomes)
+        webhook_lines = [x for x in lines if x.get("msg", "").startswith("webhook ")]
+        assert {"accepted", "duplicate", "rejected"} <= {x["outcome"] for x in webhook_lines}
+        # At info an accepted webhook is one line, "cancellation stored"; the rest say why.
+        levels = {(x["outcome"] == "accepted", x["level"]) for x in webhook_lines}
+        assert levels == {(True, "debug"), (False, "info")}
 
     def test_an_access_log_line_with_an_address_is_redacted(self) -> None:
         record = logging.LogRecord(

@@ -76,7 +76,10 @@ class WebhookMetricsMiddleware:
             outcome = state.get("webhook_outcome") or webhook_outcome(status)
             if metrics is not None:
                 metrics.webhooks.labels(source, outcome).inc()
-            log.info(
+            # An accepted webhook already has its line, "cancellation stored" (same request id,
+            # with the ids): one line per webhook in a storm, not two.
+            log.log(
+                logging.DEBUG if outcome == "accepted" else logging.INFO,
                 "webhook %s",
                 outcome,
                 extra={
