@@ -129,10 +129,9 @@ def build_message(
     msg["Subject"] = clean_header_text(rendered.subject)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(rendered.text, cte=_transfer_encoding(rendered.text, eight_bit)[0])
-    msg.add_alternative(
-        rendered.html, subtype="html", cte=_transfer_encoding(rendered.html, eight_bit)[0]
-    )
+    # The same choice as the hot path's; the email package encodes the bodies itself.
+    msg.set_content(rendered.text, cte=_cte(_lf_body(rendered.text), eight_bit))
+    msg.add_alternative(rendered.html, subtype="html", cte=_cte(_lf_body(rendered.html), eight_bit))
     # After the parts: set_content/add_alternative move Content-* headers into the first part.
     msg["Content-Language"] = clean_header_text(rendered.locale)
     return msg
@@ -155,13 +154,23 @@ def _transfer_encoding(text: str, eight_bit: bool) -> tuple[str, bytes]:
     lines to read than quoted-printable's 76-column ones (aiosmtpd: about a third less CPU per
     message, measured). Otherwise quoted-printable, through binascii's C encoder.
     """
+    data = _lf_body(text)
+    cte = _cte(data, eight_bit)
+    return cte, data if cte != "quoted-printable" else binascii.b2a_qp(data, istext=True)
+
+
+def _lf_body(text: str) -> bytes:
     body = text.replace("\r\n", "\n").replace("\r", "\n")
     if not body.endswith("\n"):
         body += "\n"  # as EmailMessage.set_content does: a part ends with a line break
-    data = body.encode("utf-8")
-    if eight_bit and "\x00" not in body and max(map(len, data.split(b"\n"))) <= _MAX_LINE:
-        return ("7bit" if body.isascii() else "8bit"), data
-    return "quoted-printable", binascii.b2a_qp(data, istext=True)
+    return body.encode("utf-8")
+
+
+def _cte(data: bytes, eight_bit: bool) -> str:
+    """7bit/8bit when allowed and every line fits, else quoted-printable."""
+    if eight_bit and b"\x00" not in data and max(map(len, data.split(b"\n"))) <= _MAX_LINE:
+        return "7bit" if data.isascii() else "8bit"
+    return "quoted-printable"
 
 
 def _header_text(name: str, value: str) -> str:
