@@ -81,6 +81,17 @@ def same_email(
     return got.html
 
 
+def compiled_email(templates_dir: Path, make_event: MakeEvent, **changes: object) -> str:
+    """The HTML of a renderer over `templates_dir` that inlines CSS at compile time, checked to
+    be the document (and text) of css-inline per message."""
+    settings = make_settings(templates_dir=templates_dir)
+    renderer = Renderer(settings)
+    assert renderer.css_inlining.at_compile_time, renderer.css_inlining.reason
+    return same_email(
+        renderer, Renderer(settings, css_at_compile_time=False), make_event, **changes
+    )
+
+
 class TestEquivalence:
     """Every template, locale and preview scenario: the document css-inline made per message."""
 
@@ -114,10 +125,7 @@ class TestEquivalence:
         self, tmp_path: Path, make_event: MakeEvent
     ) -> None:
         write(tmp_path, "email/partials/greeting.html", TRICKY_MARKUP)
-        settings = make_settings(templates_dir=tmp_path)
-        renderer = Renderer(settings)
-        assert renderer.css_inlining.at_compile_time, renderer.css_inlining.reason
-        html = same_email(renderer, Renderer(settings, css_at_compile_time=False), make_event)
+        html = compiled_email(tmp_path, make_event)
         assert '<p class=muted style="margin: 0 0 12px 0;color: #6b7280;' in html
         assert '<p class="muted">not a tag</p></textarea>' in html
 
@@ -129,15 +137,7 @@ class TestEquivalence:
             "{% macro _(text) %}<b>{{ text|upper }}</b>{% endmacro %}"
             '<p class="muted">{{ _("Hello,") }} {{ gettext("Need help?") }}</p>\n',
         )
-        settings = make_settings(templates_dir=tmp_path)
-        renderer = Renderer(settings)
-        assert renderer.css_inlining.at_compile_time, renderer.css_inlining.reason
-        html = same_email(
-            renderer,
-            Renderer(settings, css_at_compile_time=False),
-            make_event,
-            **{"customer.locale": "de-DE"},
-        )
+        html = compiled_email(tmp_path, make_event, **{"customer.locale": "de-DE"})
         assert '<p class="muted" style="margin: 0 0 12px 0;color: #6b7280;' in html
         assert "<b>HELLO,</b> Brauchen Sie Hilfe?" in html
 
@@ -322,10 +322,7 @@ class TestFallback:
     ) -> None:
         base = BASE.read_text(encoding="utf-8").replace("#1d4ed8", "#be123c")
         write(tmp_path, "email/base.html", base.replace("</style>", "h2 { color: red; }\n</style>"))
-        settings = make_settings(templates_dir=tmp_path)
-        renderer = Renderer(settings)
-        assert renderer.css_inlining.at_compile_time, renderer.css_inlining.reason
-        html = same_email(renderer, Renderer(settings, css_at_compile_time=False), make_event)
+        html = compiled_email(tmp_path, make_event)
         assert "color: #be123c" in html
         assert re.search(r'<h2 style="[^"]*color: red', html)
 
@@ -344,15 +341,7 @@ class TestRenderTimeMarkup:
             'msgstr "<span class=\\"muted\\">E-Mail:</span> <strong>%(address)s</strong>"\n',
             encoding="utf-8",
         )
-        settings = make_settings(templates_dir=tmp_path)
-        renderer = Renderer(settings)
-        assert renderer.css_inlining.at_compile_time
-        html = same_email(
-            renderer,
-            Renderer(settings, css_at_compile_time=False),
-            make_event,
-            **{"customer.locale": "de-DE"},
-        )
+        html = compiled_email(tmp_path, make_event, **{"customer.locale": "de-DE"})
         assert '<a href="https://shop.example/faq" style="color: #1d4ed8;' in html
         assert '<span class="muted" style="color: #6b7280;' in html
         assert '<strong><a href="mailto:help@shop.example" style="color: #1d4ed8;' in html
@@ -363,10 +352,7 @@ class TestRenderTimeMarkup:
             "email/partials/greeting.html",
             "<p>{{ ('<span class=\"reference\">' ~ order_number ~ '</span>')|safe }}</p>\n",
         )
-        settings = make_settings(templates_dir=tmp_path)
-        renderer = Renderer(settings)
-        assert renderer.css_inlining.at_compile_time
-        html = same_email(renderer, Renderer(settings, css_at_compile_time=False), make_event)
+        html = compiled_email(tmp_path, make_event)
         assert '<span class="reference" style="font-family: Menlo' in html
 
     def test_styled_markup_comes_back_unchanged(
