@@ -249,6 +249,7 @@ class TestRejected:
             ("reserialised_json", 401, None),
             ("unparsable_json", 400, None),
             ("missing_field", 422, "customer.email"),
+            ("undeliverable_email", 422, "customer.email"),
             ("wrong_type", 422, "order.items.0.quantity"),
             ("float_money", 422, "refund.amount"),
             ("bad_reason", 422, "cancellation.reason"),
@@ -293,9 +294,17 @@ class TestRejected:
                 event["shop_extra"] = {"tags": ["ok", "bad\x00"]}
             body = encode(event)
             headers = signed_headers(body)
-        elif case in ("missing_field", "wrong_type", "float_money", "bad_reason"):
+        elif case in (
+            "missing_field",
+            "undeliverable_email",
+            "wrong_type",
+            "float_money",
+            "bad_reason",
+        ):
             if case == "missing_field":
                 del event["customer"]["email"]
+            elif case == "undeliverable_email":
+                event["customer"]["email"] = "ana@shop.localhost"
             elif case == "wrong_type":
                 event["order"]["items"][0]["quantity"] = "lots"
             elif case == "float_money":

@@ -8,18 +8,21 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
+from email_validator.rfc_constants import ATEXT, EMAIL_MAX_LENGTH
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     HttpUrl,
     PlainSerializer,
     TypeAdapter,
+    WithJsonSchema,
 )
+from pydantic.networks import validate_email
 
 
 class Reason(StrEnum):
@@ -77,6 +80,40 @@ def _check_url(value: str) -> str:
 
 
 Url = Annotated[str, Field(max_length=2048), AfterValidator(_check_url)]
+
+# An address email-validator accepts as it is: the library's own dot-atom local part and a
+# lower-case LDH domain of two or more labels under an alphabetic TLD. No "--" (punycode and
+# IDNA's rules stay with the library), no upper case in the domain (the library lowers it).
+_PLAIN_EMAIL = re.compile(
+    rf"[{ATEXT}]+(?:\.[{ATEXT}]+)*@(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+[a-z]{{2,63}}"
+)
+
+
+def _check_email(value: str) -> str:
+    """What `EmailStr` gives (email-validator's normalized address), cheaply for most input.
+
+    Almost every address is plain ASCII and already normalized: those are checked here, with
+    the library's length limit and special-use domains; the rest (upper case or IDN domains,
+    Unicode, quoted local parts, "Name <address>", anything odd) go through email-validator.
+    Profiled: the library was a tenth of an ingest. A test checks that both agree on a corpus.
+    """
+    if (
+        len(value) <= EMAIL_MAX_LENGTH
+        and _PLAIN_EMAIL.fullmatch(value)
+        and "--" not in (domain := value[value.index("@") + 1 :])
+        and not _special_use(domain)
+    ):
+        return value
+    return validate_email(value)[1]
+
+
+def _special_use(domain: str) -> bool:
+    return any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES)
+
+
+Email = Annotated[
+    str, AfterValidator(_check_email), WithJsonSchema({"type": "string", "format": "email"})
+]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -107,7 +144,7 @@ class Order(_Open):
 
 
 class Customer(_Open):
-    email: EmailStr
+    email: Email
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
     locale: str | None = Field(default=None, max_length=35, description="BCP 47, e.g. es-MX")
