@@ -388,3 +388,18 @@ class TestTransferEncoding:
         assert "¿".encode() in eight.data  # as it is, not =C2=BF
         assert seven.data.isascii()
         assert all(len(line) <= 998 for m in sink.messages for line in m.data.split(b"\r\n"))
+
+    async def test_lines_that_start_with_a_dot_arrive_as_written(
+        self, make_settings: Callable[..., Settings], sink: RestartableSink, db: AsyncEngine
+    ) -> None:
+        # SMTP ends the message at a line holding only "."; the client doubles a leading dot
+        # (RFC 5321 4.5.2) and the relay removes it. A note made of such lines must survive.
+        note = "first\n.\n..\n.hidden line\nend."
+        async with _App(make_settings()) as app:
+            await app.post(order_id="dots", cancellation={"reason": "other", "note": note})
+            assert await final(db) == {"sent": 1}
+        [msg] = sink.messages
+        lines = msg.data.split(b"\r\n")
+        assert {b".", b"..", b".hidden line"} <= set(lines)  # un-stuffed by the relay
+        for part in (msg.part("plain"), msg.part("html")):
+            assert "first\n.\n..\n.hidden line\nend." in part.replace("\r\n", "\n")

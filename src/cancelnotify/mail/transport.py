@@ -89,6 +89,57 @@ def classify(code: int, text: str) -> Outcome:
     return Outcome.permanent
 
 
+def data_payload(message: bytes) -> bytes:
+    """What aiosmtplib's DATA writes for `message`: CRLF line ends, dot-stuffed, ended by ".".
+
+    aiosmtplib gets there with two regular expressions over the whole message (lone CR/LF to
+    CRLF, then a "." at the start of each line doubled, RFC 5321 4.5.2): 0.22 ms for a 16 KB
+    email, a twentieth of a send (profiled). The same bytes come out of `bytes.replace`, which
+    runs at memchr speed; a test compares both on a corpus of CR, LF and dots.
+    """
+    if b"\r" in message:
+        message = message.replace(b"\r\n", b"\n")
+        if b"\r" in message:
+            message = message.replace(b"\r", b"\n")  # a lone CR ends a line too
+    message = message.replace(b"\n", b"\r\n")
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    message = message.replace(b"\n.", b"\n..")
+    if message.startswith(b"."):
+        message = b"." + message
+    return message + b".\r\n"
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, with DATA sending the payload `data_payload` made.
+
+    The rest of the conversation (connect, TLS, EHLO, AUTH, MAIL, RCPT, RSET) is aiosmtplib's.
+    """
+
+    async def send_data(self, message: bytes, *, seconds: float) -> aiosmtplib.SMTPResponse:
+        """DATA, the message, the final dot: what `SMTP.data` does, 250 or SMTPDataError.
+
+        `seconds` bounds each reply (354, then 250), as aiosmtplib's timeouts do.
+        """
+        start = await self.execute_command(b"DATA", timeout=seconds)
+        if start.code != aiosmtplib.SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        protocol = self.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        # No await between the write and read_response, which arms the reply before the
+        # event loop can deliver it (as execute_command does).
+        protocol.write(data_payload(message))
+        try:
+            response = await protocol.read_response(timeout=seconds)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
+            raise
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return response
+
+
 def _is_tls_failure(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -103,7 +154,7 @@ class Mailer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[_Client] = []
         self._slots = asyncio.Semaphore(settings.smtp_pool_size)
         self._closed = False
         self._tls: ssl.SSLContext | None = None
@@ -124,9 +175,9 @@ class Mailer:
             self._tls = context
         return self._tls
 
-    def _new_client(self) -> aiosmtplib.SMTP:
+    def _new_client(self) -> _Client:
         s = self.settings
-        return aiosmtplib.SMTP(
+        return _Client(
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,
@@ -140,7 +191,7 @@ class Mailer:
             local_hostname="cancelnotify.localdomain",
         )
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Client:
         client = self._new_client()
         self.connects += 1
         await client.connect()
@@ -152,7 +203,7 @@ class Mailer:
                 await client.helo()  # as aiosmtplib does for a relay that refuses EHLO
         return client
 
-    def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+    def _discard(self, client: _Client | None) -> None:
         if client is not None:
             client.close()
 
@@ -170,7 +221,7 @@ class Mailer:
         progress = progress or SendProgress()
         async with self._slots:
             progress.phase = Phase.smtp
-            client: aiosmtplib.SMTP | None = None
+            client: _Client | None = None
             reuse = False
             try:
                 client, reused = await self._checkout()
@@ -201,7 +252,7 @@ class Mailer:
                 else:
                     self._discard(client)
 
-    async def _checkout(self, *, pooled: bool = True) -> tuple[aiosmtplib.SMTP, bool]:
+    async def _checkout(self, *, pooled: bool = True) -> tuple[_Client, bool]:
         while pooled and self._idle:
             client = self._idle.pop()
             if client.is_connected:
@@ -232,7 +283,7 @@ class Mailer:
 
     async def _transaction(
         self,
-        client: aiosmtplib.SMTP,
+        client: _Client,
         reused: bool,
         sender: str,
         recipient: str,
@@ -260,7 +311,7 @@ class Mailer:
                 return SendResult(Outcome.transient, None, "lease lost before DATA; not sent")
             stage = "DATA"
             progress.phase = Phase.data
-            response = await client.data(data, timeout=self.settings.smtp_data_timeout_seconds)
+            response = await client.send_data(data, seconds=self.settings.smtp_data_timeout_seconds)
             return SendResult(Outcome.sent, response.code, response.message)
         except aiosmtplib.SMTPResponseException as exc:
             # An explicit reply, even after the final dot, is never ambiguous.
@@ -280,7 +331,7 @@ class Mailer:
     async def check(self) -> None:
         """Connect (or NOOP a pooled connection) to prove the relay answers; raises if not."""
         async with self._slots:
-            client: aiosmtplib.SMTP | None = None
+            client: _Client | None = None
             ok = False
             try:
                 client = self._idle.pop() if self._idle else await self._connect()
