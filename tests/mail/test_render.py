@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import random
 import re
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from cancelnotify.mail.render import (
     UnknownTemplateError,
     default_templates_dir,
     fast_wordwrap,
+    finish_text,
 )
 from cancelnotify.schemas.event import CancellationEventV1, Reason, RefundMethod
 from cancelnotify.settings import Settings
@@ -523,3 +525,16 @@ class TestFastWordwrap:
             assert fast_wordwrap(text, width, False, None, False) == (
                 jinja2.filters.do_wordwrap(env, text, width, False, None, False)
             )
+
+
+def test_finish_text_trims_line_ends_and_collapses_blank_runs_as_the_regexes_did() -> None:
+    # The text part's last step, formerly two regular expressions: the same text out.
+    def with_regexes(text: str) -> str:
+        text = re.sub(r"[ \t]+\n", "\n", text.strip() + "\n")
+        return re.sub(r"\n{3,}", "\n\n", text)
+
+    rng = random.Random(3)
+    pieces = ["word", " ", "\t", "\n", "\n\n\n", "  \n", "é", "\xa0", "\r", "\x0b"]
+    corpus = ["", "\n", " \n \n", "a\n\n\n\nb", "a \t\n\t \n\nb\t"]
+    corpus += ["".join(rng.choices(pieces, k=rng.randint(1, 30))) for _ in range(5_000)]
+    assert [finish_text(t) for t in corpus] == [with_regexes(t) for t in corpus]
