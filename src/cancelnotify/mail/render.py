@@ -20,7 +20,7 @@ import re
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -371,7 +371,7 @@ def i18n_environment(
     compile with their CSS inlined (see `EmailEnvironment`).
     """
     rewrites = catalog is not None or inliner is not None
-    env = (EmailEnvironment if rewrites else Environment)(
+    env = (EmailEnvironment if rewrites else FlatGlobalsEnvironment)(
         loader=loader,
         autoescape=select_autoescape(
             enabled_extensions=("html",), default_for_string=True, default=escape_all
@@ -442,7 +442,19 @@ class _TranslateLiterals(NodeTransformer):
         )
 
 
-class EmailEnvironment(Environment):
+class FlatGlobalsEnvironment(Environment):
+    """Templates take a copy of the globals as they load, a dict instead of Jinja's ChainMap.
+
+    Every render and every include builds a Context, which copies the globals (and the set of
+    their names): a ChainMap is iterated key by key in Python, 6 % of a render (profiled).
+    Jinja already asks not to change globals once templates are loaded; ours are set before.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
+class EmailEnvironment(FlatGlobalsEnvironment):
     """An environment that rewrites templates as they compile: with a `catalog` (one language)
     literal messages are looked up, with an `inliner` HTML templates get their CSS inlined.
 
