@@ -35,7 +35,7 @@ from typing import Final
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as _babel_format_date
 from babel.dates import format_skeleton
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_decimal
 
 from cancelnotify.schemas.event import RefundMethod
 
@@ -100,6 +100,12 @@ def format_money(amount: Decimal, currency: str, locale: Locale | str) -> str:
     return format_currency(amount, currency, locale=locale)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; quantities are mostly small numbers
+def format_count(count: int, locale: Locale | str) -> str:
+    """A whole number as the locale writes it, e.g. "1.200" in German."""
+    return format_decimal(count, locale=locale)
+
+
 @functools.lru_cache(maxsize=4096)  # pure; a storm repeats prices and dates
 def format_long_date(day: date, locale: Locale | str) -> str:
     """A full date for the order date, e.g. "26 November 2026" / "26. November 2026"."""
@@ -112,6 +118,7 @@ def format_short_date(day: date, locale: Locale | str, *, with_year: bool = Fals
     return format_skeleton("yMMMEd" if with_year else "MMMEd", day, locale=locale)
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a storm cancels on the same few days
 def add_business_days(day: date, days: int) -> date:
     """The `days`-th weekday after `day` (0 returns `day` itself); weekends are skipped."""
     if days < 0:

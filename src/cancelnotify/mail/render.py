@@ -31,7 +31,6 @@ from babel import Locale, UnknownLocaleError
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import (
     BaseLoader,
@@ -56,6 +55,7 @@ import cancelnotify
 from cancelnotify.i18n import (
     DEFAULT_LOCALE,
     SUPPORTED_LOCALES,
+    format_count,
     format_long_date,
     format_money,
     format_short_date,
@@ -723,7 +723,7 @@ class Renderer:
         items = [
             ItemView(
                 name=item.name,
-                quantity=format_decimal(item.quantity, locale=fmt),
+                quantity=format_count(item.quantity, fmt),
                 price=money(item.unit_price, order.currency),
                 image_url=item.image_url,
                 url=item.url,
