@@ -36,6 +36,8 @@ from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
 from cancelnotify.states import Status
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Ingested:
@@ -168,7 +170,6 @@ class SessionStore(Store):
 
 
 # -- raw asyncpg (PostgreSQL) ---------------------------------------------------------------
-log = logging.getLogger(__name__)
 _cancellations = cast(Table, Cancellation.__table__)
 _notifications = cast(Table, Notification.__table__)
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
