@@ -41,8 +41,7 @@ class Settings(BaseSettings):
         ge=1,
         le=200,
         description="Connections per pool, no overflow; PostgreSQL has two per replica (the "
-        "webhook/sender hot path's, opened at start-up and kept open, and the API's, opened "
-        "on demand), so up to twice this",
+        "webhook/sender hot path's and the API's), so up to twice this",
     )
 
     # --- SMTP ---------------------------------------------------------------------------

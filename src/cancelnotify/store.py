@@ -16,7 +16,6 @@ Everything else (the ops API, stats, preview) keeps using SQLAlchemy sessions.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
 from collections.abc import Collection
@@ -35,8 +34,6 @@ from cancelnotify.repository import Attempt, Claim
 from cancelnotify.services import callbacks
 from cancelnotify.settings import Settings
 from cancelnotify.states import Status
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,33 +351,18 @@ class PgStore(Store):
 
     @classmethod
     async def open(cls, engine: AsyncEngine, settings: Settings) -> PgStore:
-        """A pool with the engine's connection parameters, its connections open and kept open.
-
-        Opened at start-up rather than by the first webhooks: a replica that starts (or sits
-        idle) before a storm would otherwise open them under load, each a new PostgreSQL
-        backend; at 200 webhooks/s that made the first second's emails wait 170 ms (p50),
-        the whole of a minute's p99 (measured). asyncpg keeps that floor, reopening
-        connections lost to a database restart in the background. A database that is down
-        at start-up is not fatal: the pool then opens connections on first use.
-        """
+        """A pool with the engine's connection parameters; it connects on first use."""
         _, params = engine.dialect.create_connect_args(engine.url)
         params.pop("prepared_statement_cache_size", None)  # a SQLAlchemy-only option
-        options: dict[str, Any] = {
-            "max_size": settings.database_pool_size,
-            "timeout": 5,
-            "command_timeout": 30,
-            "max_inactive_connection_lifetime": 300,  # above the floor, when the load falls
-            "reset": _nothing_to_reset,
+        pool = await asyncpg.create_pool(
+            min_size=0,
+            max_size=settings.database_pool_size,
+            timeout=5,
+            command_timeout=30,
+            max_inactive_connection_lifetime=300,
+            reset=_nothing_to_reset,
             **params,
-        }
-        try:
-            pool = await asyncpg.create_pool(min_size=settings.database_pool_size, **options)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning(
-                "database unreachable at start-up; its connections will open on first use",
-                extra={"error": type(exc).__name__},
-            )
-            pool = await asyncpg.create_pool(min_size=0, **options)
+        )
         return cls(pool)
 
     async def close(self) -> None:
