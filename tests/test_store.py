@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 from cancelnotify.samples import sample_event
 from cancelnotify.settings import Settings
 from cancelnotify.store import Statement
 from tests.conftest import encode, running_client, signed_headers
+from tests.pgserver import free_port
 
 URL = "/v1/webhooks/order-cancelled"
 
@@ -24,16 +24,13 @@ def test_casts_and_clock_times_are_not_parameters() -> None:
     assert s.sql == "SELECT now()::date, '10:30' AS t, $1"
 
 
-class TestPool:
+class TestStartUp:
     async def test_a_database_down_at_start_up_does_not_stop_the_replica(
         self, make_settings: Callable[..., Settings]
     ) -> None:
         # The hot path's pool connects on first use: a replica can start while PostgreSQL is
-        # away, report it, refuse webhooks with 503 (the sender retries) and recover.
-        with socket.socket() as s:  # a port with nothing listening: connections are refused
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nowhere"
+        # away, report it, and refuse webhooks with 503 (the sender retries).
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"  # refused
         async with running_client(make_settings(database_url=url)) as client:
             r = await client.get("/readyz")
             assert r.status_code == 503

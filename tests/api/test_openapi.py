@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from cancelnotify.app import create_app
 from cancelnotify.settings import Settings
 from tests.api.ops import post_event, wait_status
 from tests.conftest import ADMIN_KEY
+from tests.pgserver import free_port
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = os.environ.get("CANCELNOTIFY_SCHEMATHESIS_CHECKS", "all")
@@ -45,12 +45,6 @@ include-path = "/v1/callbacks"
 include-method = "GET"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

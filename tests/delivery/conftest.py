@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -31,6 +30,7 @@ from cancelnotify.services.ingest import ingest
 from cancelnotify.settings import Settings
 from cancelnotify.store import open_store
 from tests.conftest import SECRET, Sink
+from tests.pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "artifacts" / "fault-figures.json"
@@ -92,12 +92,6 @@ async def sink() -> AsyncIterator[RestartableSink]:
         for held in handler.holds:
             held.release.set()
         await s.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- database probes ------------------------------------------------------------------------

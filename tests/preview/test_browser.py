@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from cancelnotify.preview.scenarios import SCENARIOS
 from cancelnotify.schemas.event import Reason
 from cancelnotify.services import apikeys
 from cancelnotify.settings import Settings
+from tests.pgserver import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -42,12 +42,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def dev_settings(sqlite_url: str) -> Settings:
     return Settings(
@@ -56,7 +50,7 @@ def dev_settings(sqlite_url: str) -> Settings:
         preview_enabled=True,
         dispatcher_enabled=False,
         smtp_host="127.0.0.1",
-        smtp_port=_free_port(),
+        smtp_port=free_port(),
         smtp_security="none",
         public_base_url="http://127.0.0.1:8000",
     )
@@ -65,7 +59,7 @@ def dev_settings(sqlite_url: str) -> Settings:
 @contextlib.contextmanager
 def _uvicorn(app: FastAPI) -> Iterator[str]:
     """Serve `app` on a free loopback port from a thread; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -21,7 +21,8 @@ from cancelnotify.samples import sample_event
 from cancelnotify.services import apikeys
 from cancelnotify.settings import Settings
 from tests.conftest import SECRET, encode, signed_headers
-from tests.preview.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port
+from tests.pgserver import free_port
+from tests.preview.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium"
@@ -84,7 +85,7 @@ def browser() -> Iterator[Browser]:
 
 
 def test_status_page_from_the_emailed_link(sqlite_url: str, browser: Browser) -> None:
-    port = _free_port()
+    port = free_port()
     with _smtp_sink() as (mailbox, smtp_port):
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
