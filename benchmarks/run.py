@@ -32,7 +32,7 @@ from typing import Any, overload
 import aiosmtplib
 import asyncpg
 import uvloop
-from tests.pgserver import PgServer, _free_port, wait_for_port
+from tests.pgserver import PgServer, free_port, wait_for_port
 
 from cancelnotify.samples import sample_event
 from cancelnotify.signatures import sign
@@ -257,7 +257,7 @@ async def saturate(
 # --- the sink ------------------------------------------------------------------------------
 class SinkProc:
     def __init__(self, *, fast: bool = False) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.path = Path(tempfile.mkstemp(prefix="bench-sink-", suffix=".log")[1])
         self.proc = subprocess.Popen(
             [PY, "-m", "benchmarks.sink", str(self.port), str(self.path)]
@@ -306,7 +306,7 @@ async def wait_delivered(sink: SinkProc, load: Load, timeout: float) -> float:
 # --- the service and the baseline ------------------------------------------------------------
 class Service:
     def __init__(self, db_url: str, smtp_port: int, **env: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             "CANCELNOTIFY_DATABASE_URL": db_url,
@@ -341,7 +341,7 @@ class Service:
 
 class Naive:
     def __init__(self, pg_dsn: str, smtp_port: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {**os.environ, "NAIVE_DATABASE_URL": pg_dsn, "NAIVE_SMTP_PORT": str(smtp_port)}
         self.proc = subprocess.Popen(
             [
