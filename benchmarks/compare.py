@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import uvloop
+from tests.pgserver import PgServer
 
 from benchmarks import run as bench
 from cancelnotify.db import run_migrations
@@ -49,7 +50,7 @@ FIELDS = (
 
 
 def prepare(
-    variant: str, pg: bench.PgServer, sink: bench.SinkProc, database: str
+    variant: str, pg: PgServer, sink: bench.SinkProc, database: str
 ) -> tuple[str, dict[str, str]]:
     """A migrated database, services started from the variant's tree, its settings, a clean sink."""
     tree, _, overrides = variant.partition("@")
@@ -65,7 +66,7 @@ def prepare(
 
 async def one(
     variant: str,
-    pg: bench.PgServer,
+    pg: PgServer,
     sink: bench.SinkProc,
     tag: int,
     n: int,
@@ -118,7 +119,7 @@ FIXED_FIELDS = (
 
 async def fixed(
     variant: str,
-    pg: bench.PgServer,
+    pg: PgServer,
     sink: bench.SinkProc,
     tag: int,
     n: int,
@@ -156,7 +157,7 @@ def line(label: str, values: tuple[float, ...], fields: tuple[str, ...] = FIELDS
 
 
 async def main(args: argparse.Namespace) -> None:
-    pg = bench.PgServer()
+    pg = PgServer()
     pg.start()
     sink = bench.SinkProc()
     results: dict[str, list[tuple[float, ...]]] = {v: [] for v in args.variants}

@@ -32,7 +32,7 @@ async def main(rounds: int = 6, per_round: int = 500, concurrency: int = 8) -> N
     try:
         url = pg.create_database("pair")
         run_migrations(url)
-        settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, database_url=url)
         engine = create_engine(settings)
         stores: dict[str, Store] = {
             "asyncpg": await PgStore.open(engine, settings),

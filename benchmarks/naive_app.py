@@ -26,7 +26,7 @@ from cancelnotify.settings import Settings
 app = FastAPI()
 _pool: asyncpg.Pool | None = None
 _settings = Settings(
-    _env_file=None,  # type: ignore[call-arg]
+    _env_file=None,
     database_url="sqlite+aiosqlite:///unused.db",
     mail_from="Bench Shop <orders@bench.example>",
 )

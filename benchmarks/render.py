@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASE_COMMIT, help="git revision ('' for none)")
     args = parser.parse_args()
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     event = CancellationEventV1.model_validate(sample_event())
     modules = {"after": current}
     if args.baseline:

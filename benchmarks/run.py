@@ -439,7 +439,7 @@ def sample_message() -> bytes:
     from cancelnotify.schemas.event import CancellationEventV1
     from cancelnotify.settings import Settings
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     event = CancellationEventV1.model_validate(sample_event())
     rendered = Renderer(settings).render(event, notification_id=uuid.uuid4(), reference="CX-1")
     msg = build_message(rendered, settings, to="b@example.com", message_id="<MID@bench.example>")
