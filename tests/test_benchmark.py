@@ -41,3 +41,23 @@ def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
     assert r["ceiling_smtp_per_s"] > 0
     assert "x the naive baseline" in done.stdout
     assert "2 replicas on a fast SMTP server deliver" in done.stdout
+
+
+def test_the_stage_timings_run_every_step() -> None:
+    # benchmarks.stages exits non-zero when a step fails (a non-200 from the app's stack, a
+    # refused email), so a clean run means every step ran for real.
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.stages", "-n", "8", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = dict(line.rsplit(None, 1) for line in done.stdout.splitlines()[1:-1])
+    steps = [name.split(":")[0] for name in rows]
+    assert steps == ["log", "webhook", "render", "mime", "data", "http", "http", "http", "smtp"]
+    assert all(float(us) >= 0 for us in rows.values())
+    assert float(rows["render: Renderer.render (order_cancelled, en)"]) > 0
+    assert "the sample email:" in done.stdout
