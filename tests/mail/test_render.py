@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import random
 import re
 import shutil
@@ -374,6 +375,21 @@ class TestTemplatesDir:
         assert "pt" in renderer.locales()
         email = render(renderer, make_event(**{"customer.locale": "pt-PT"}))
         assert (email.locale, email.subject) == ("pt", "O seu pedido #1001 foi cancelado")
+
+    def test_a_template_that_fails_at_start_up_is_a_warning_not_a_crash(
+        self, tmp_path: Path, make_event: MakeEvent, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        (tmp_path / "email").mkdir()
+        (tmp_path / "email" / "refund_completed.txt").write_text("{{ no_such_variable }}\n")
+        renderer = Renderer(make_settings(templates_dir=tmp_path))
+        with caplog.at_level(logging.WARNING, logger="cancelnotify.mail.render"):
+            renderer.warm_up()  # what `serve` runs at start-up: does not raise
+        failed = {(r.template, r.locale) for r in caplog.records if hasattr(r, "template")}
+        assert failed == {("refund_completed", language) for language in renderer.locales()}
+        # The other template sends as ever; the broken one fails on its emails, as before.
+        assert "order" in render(renderer, make_event()).subject.lower()
+        with pytest.raises(jinja2.UndefinedError):
+            render(renderer, make_event(), template="refund_completed")
 
 
 class TestCompileTimeTranslation:

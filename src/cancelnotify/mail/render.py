@@ -74,6 +74,7 @@ from cancelnotify.mail.inline import (
     css_inliner,
     read_stylesheet,
 )
+from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1, Reason, Refund, RefundMethod
 from cancelnotify.settings import Settings
 
@@ -136,6 +137,7 @@ _DESTINATION_PHRASE: Final[Mapping[RefundMethod, str]] = {
 }
 
 _PHONE_CHARS = re.compile(r"[^0-9+]")
+_WARM_UP_ID: Final = uuid.UUID(int=0)  # the warm-up render's notification: links to nowhere real
 
 
 class UnknownTemplateError(LookupError):
@@ -599,6 +601,34 @@ class Renderer:
         """Compile every language now (a server at start-up: no first email pays ~0.1 s)."""
         for language in self._locales:
             self._parts(language)
+
+    def warm_up(self) -> None:
+        """Render the sample email once in every template and language (a server at start-up).
+
+        The first email of a language loads Babel's locale data and fills the formatting
+        caches: 45 ms for the first email of the process, 4-10 ms for each other language's
+        first, 88 ms for all of them (measured). Paid here, not by the first customers of a
+        storm, whose emails would queue behind it. A template that fails here (a shop's
+        override) is logged and left to fail on its emails, as it would have: it does not keep
+        the service from starting and storing webhooks.
+        """
+        event = CancellationEventV1.model_validate(sample_event())
+        for language in self._locales:
+            for name in self._names:
+                try:
+                    self.render(
+                        event,
+                        notification_id=_WARM_UP_ID,
+                        reference="CX-0000-0000-0000",
+                        template=name,
+                        locale=language,
+                    )
+                except Exception:
+                    log.warning(
+                        "template fails to render the sample email at start-up",
+                        extra={"template": name, "locale": language},
+                        exc_info=True,
+                    )
 
     def _parts(self, language: str) -> dict[str, dict[str, Template]]:
         parts = self._templates.get(language)
