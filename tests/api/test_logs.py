@@ -175,6 +175,8 @@ class TestLogs:
     ) -> None:
         root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
         saved = (root.handlers[:], root.level, access.filters[:])
+        switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+        saved_switches = {name: getattr(logging, name) for name in switches}
         try:
             configure_logging("info")
             for path in ("/v1/webhooks/order-cancelled", "/v1/notifications?status=failed"):
@@ -182,6 +184,8 @@ class TestLogs:
         finally:
             root.handlers[:], access.filters[:] = saved[0], saved[2]
             root.setLevel(saved[1])
+            for name, value in saved_switches.items():
+                setattr(logging, name, value)
         lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
         assert [x["msg"] for x in lines] == [
             '127.0.0.1:5000 - "POST /v1/notifications?status=failed HTTP/1.1" 202'
