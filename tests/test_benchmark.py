@@ -32,6 +32,8 @@ def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
     assert fixed["errors"] == 0
     assert fixed["delivered"] == fixed["accepted"] == 40
     assert 0 < fixed["e2e_p50_ms"] <= fixed["e2e_p99_ms"]
+    assert 0 < fixed["e2e_first_second_p50_ms"] <= fixed["e2e_first_second_p99_ms"]
+    assert fixed["generator_late_max_ms"] >= 0
     assert fixed["cpu_ms_per_delivered"]["service"] > 0
     assert r["ingest_only"]["delivered"] == 0 < r["ingest_only"]["accepted"]
     for phase in ("saturation", "naive", "scale_1_fast_smtp", "scale_2_fast_smtp"):
@@ -40,6 +42,7 @@ def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
     assert r["ceiling_insert_pairs_per_s"] > 0
     assert r["ceiling_smtp_per_s"] > 0
     assert "x the naive baseline" in done.stdout
+    assert "first second of each fixed phase" in done.stdout
     assert "2 replicas on a fast SMTP server deliver" in done.stdout
 
 
