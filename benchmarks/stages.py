@@ -37,7 +37,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from benchmarks.run import SinkProc
-from cancelnotify.app import create_app
+from cancelnotify.app import create_app, get_scope
 from cancelnotify.logging import configure_logging
 from cancelnotify.mail.message import wire_message
 from cancelnotify.mail.render import Renderer
@@ -93,24 +93,6 @@ async def bare_asgi(scope: Scope, receive: Callable[[], Awaitable[Message]], sen
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 
 
-def get(path: str) -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-
-
 async def http_stages(settings: Settings, n: int, repeats: int) -> dict[str, float]:
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -130,7 +112,7 @@ async def http_stages(settings: Settings, n: int, repeats: int) -> dict[str, flo
     for name, app in apps.items():
 
         async def call(app: Any = app) -> None:
-            await app(get("/healthz"), receive, send)
+            await app(get_scope("/healthz"), receive, send)
 
         out[name] = await acpu_per_call(call, n, repeats)
         if set(statuses) != {200}:

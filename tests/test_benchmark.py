@@ -13,19 +13,25 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m module args` from the checkout; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
     out = tmp_path / "benchmark.json"
     args = ["--seconds", "2", "--rates", "20", "--saturation-seconds", "1"]
     args += ["--ceiling-seconds", "0.5", "--scale", "2", "--out", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_module("benchmarks.run", *args, timeout=600)
     r = json.loads(out.read_text())
     fixed = r["fixed_20"]
     # Every accepted webhook was delivered, and the latencies were measured from the sink.
@@ -49,15 +55,7 @@ def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
 def test_the_stage_timings_run_every_step() -> None:
     # benchmarks.stages exits non-zero when a step fails (a non-200 from the app's stack, a
     # refused email), so a clean run means every step ran for real.
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.stages", "-n", "8", "--repeats", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_module("benchmarks.stages", "-n", "8", "--repeats", "1", timeout=300)
     rows = dict(line.rsplit(None, 1) for line in done.stdout.splitlines()[1:-1])
     steps = [name.split(":")[0] for name in rows]
     assert steps == ["log", "webhook", "render", "mime", "data", "http", "http", "http", "smtp"]

@@ -67,16 +67,9 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-async def _warm_up_routes(app: ASGIApp) -> None:
-    """Send the app one request, in process, for a path that no route has.
-
-    FastAPI builds a route's request handling (the validators of its parameters and response
-    model) the first time a request is matched against it: 20-30 ms for the first request of
-    each router, which the first webhooks after a start would pay (measured). A path that
-    matches nothing is matched against every route. It answers 404 and nothing is logged.
-    """
-    path = "/-/warm-up"
-    scope: Scope = {
+def get_scope(path: str) -> Scope:
+    """The ASGI scope of a plain GET of `path` from loopback, for a request made in process."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -92,13 +85,23 @@ async def _warm_up_routes(app: ASGIApp) -> None:
         "state": {},
     }
 
+
+async def _warm_up_routes(app: ASGIApp) -> None:
+    """Send the app one request, in process, for a path that no route has.
+
+    FastAPI builds a route's request handling (the validators of its parameters and response
+    model) the first time a request is matched against it: 20-30 ms for the first request of
+    each router, which the first webhooks after a start would pay (measured). A path that
+    matches nothing is matched against every route. It answers 404 and nothing is logged.
+    """
+
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(_message: Message) -> None:
         return None
 
-    await app(scope, receive, send)
+    await app(get_scope("/-/warm-up"), receive, send)
 
 
 def create_app(
