@@ -29,12 +29,13 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvloop
 from fastapi import FastAPI
 from pydantic import BaseModel
+from starlette.types import Message, Receive, Scope, Send
 
 from benchmarks.run import SinkProc
 from cancelnotify.app import create_app, get_scope
@@ -45,9 +46,6 @@ from cancelnotify.mail.transport import Mailer, data_payload
 from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
 
 
 def median_us(repeats: list[float], n: int) -> float:
@@ -88,7 +86,7 @@ def bare_fastapi() -> FastAPI:
     return app
 
 
-async def bare_asgi(scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+async def bare_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 

@@ -71,7 +71,8 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "info") -> None:
     # Fields our lines never show, which every record would otherwise look up: the caller's
     # file and line (a stack walk), thread and process names (the Logging HOWTO's
-    # "Optimization"). 31 -> 27 us per line; 8 -> 3 us for a webhook's filtered access line.
+    # "Optimization"). These switches alone: 31 -> 27 us per line (29 -> 26 with the encoder
+    # built once); 8 -> 3 us for a webhook's filtered access line.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
