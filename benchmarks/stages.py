@@ -11,6 +11,8 @@ CPU clock instead (`time.process_time`, median of the repeats, microseconds per 
 - webhook: the event validated from its bytes (`model_validate_json`);
 - http: one request through the service's ASGI stack (its middleware and routers, GET /healthz)
   beside the same route on a bare FastAPI app and a bare ASGI callable: the framework's share;
+  and a signed webhook POSTed through it to a store that answers at once (no database: the
+  route, signature check, validation and ingest bookkeeping without the statement);
 - render, mime, data: `Renderer.render`, `wire_message` and the DATA payload of the sample email;
 - smtp: `Mailer.send` of that message to aiosmtpd in its own process on a reused connection
   (the client's side of MAIL, RCPT, DATA, the payload and the four replies);
@@ -37,8 +39,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
-from benchmarks.run import SinkProc
+from benchmarks.run import SECRET, SinkProc, signed_request
 from cancelnotify.app import create_app, get_scope
+from cancelnotify.clock import utcnow
 from cancelnotify.logging import configure_logging
 from cancelnotify.mail.message import wire_message
 from cancelnotify.mail.render import Renderer
@@ -46,6 +49,7 @@ from cancelnotify.mail.transport import Mailer, data_payload
 from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
+from cancelnotify.store import Ingested, Store
 
 
 def median_us(repeats: list[float], n: int) -> float:
@@ -91,6 +95,64 @@ async def bare_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 
 
+class _InstantStore(Store):
+    """A store whose ingest finds nothing stored before and writes nowhere."""
+
+    async def ingest(
+        self,
+        cancellation: dict[str, Any],
+        notification: dict[str, Any],
+        callback: dict[str, Any] | None,
+        *,
+        payload_text: str | None = None,
+    ) -> Ingested:
+        return Ingested(cancellation["id"], notification["id"], notification["status"], True, True)
+
+
+class _NoDispatcher:
+    def reserve(self) -> None:
+        return None
+
+    def wake(self) -> None:
+        return None
+
+
+async def webhook_stage(settings: Settings, n: int, repeats: int) -> float:
+    """CPU per signed webhook POSTed through the service's app to `_InstantStore`."""
+    app = create_app(settings)
+    app.state.settings = settings
+    app.state.store = _InstantStore()
+    app.state.dispatcher = _NoDispatcher()
+    app.state.clock = utcnow
+    raw = signed_request(
+        "/v1/webhooks/order-cancelled",
+        sample_event(order_id="stages-1", email="customer1@example.com"),
+    )
+    head, body = raw.split(b"\r\n\r\n", 1)
+    headers = [
+        (name.strip().lower(), value.strip())
+        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+    ]
+    statuses: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def call() -> None:
+        scope = get_scope("/v1/webhooks/order-cancelled")
+        scope.update(method="POST", headers=headers)
+        await app(scope, receive, send)
+
+    us = await acpu_per_call(call, n, repeats)
+    if set(statuses) != {202}:
+        raise SystemExit(f"the webhook answered {sorted(set(statuses))}")
+    return us
+
+
 async def http_stages(settings: Settings, n: int, repeats: int) -> dict[str, float]:
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -116,6 +178,9 @@ async def http_stages(settings: Settings, n: int, repeats: int) -> dict[str, flo
         if set(statuses) != {200}:
             raise SystemExit(f"{name} answered {sorted(set(statuses))}")
         statuses.clear()
+    out["http: POST a signed webhook (store answers at once)"] = await webhook_stage(
+        settings, n, repeats
+    )
     return out
 
 
@@ -153,6 +218,7 @@ def main() -> None:
             smtp_port=sink.port,
             smtp_security="none",
             mail_from="Bench Shop <orders@bench.example>",
+            webhook_secret=SECRET,
         )
         raw = json.dumps(
             sample_event(order_id="stages-1", email="customer1@example.com"), default=str
@@ -203,7 +269,7 @@ def main() -> None:
             )
             results["mime: wire_message"] = cpu_per_call(mime, n, repeats)
             results["data: the DATA payload (CRLF, dot-stuffed)"] = cpu_per_call(
-                lambda: data_payload(wire.data), n, repeats
+                lambda: data_payload(wire.data, crlf=wire.crlf), n, repeats
             )
             results.update(uvloop.run(http_stages(settings, n, repeats)))
             results["smtp: Mailer.send to aiosmtpd, reused connection"] = uvloop.run(

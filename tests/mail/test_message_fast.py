@@ -16,7 +16,7 @@ from cancelnotify.mail.message import (
     wire_message,
 )
 from cancelnotify.mail.render import RenderedEmail, Renderer
-from cancelnotify.mail.transport import WireMessage
+from cancelnotify.mail.transport import WireMessage, data_payload
 from cancelnotify.schemas.event import Reason
 from cancelnotify.settings import Settings
 
@@ -77,6 +77,12 @@ def assert_same(fast: bytes, reference: bytes, to_name: str | None = None) -> No
         assert pa.get_content() == pb.get_content()
         assert pa["Content-Transfer-Encoding"] == pb["Content-Transfer-Encoding"]
     assert all(len(line) <= 998 for line in fast.split(b"\r\n"))
+    assert_crlf_only(fast)
+
+
+def assert_crlf_only(raw: bytes) -> None:
+    """What `WireMessage.crlf` promises: every CR and LF is part of a CRLF."""
+    assert raw.count(b"\r") == raw.count(b"\n") == raw.count(b"\r\n")
 
 
 def encodings(raw: bytes) -> set[str]:
@@ -161,6 +167,25 @@ class TestEightBit:
         assert [p["Content-Transfer-Encoding"] for p in parts] == ["8bit", "quoted-printable"]
         assert parts[1].get_content().replace("\r\n", "\n") == long_line + "\n"
         assert all(len(line) <= 998 for line in wire.data.split(b"\r\n"))
+
+    @pytest.mark.parametrize("text", ["a\rb\r\n.c\n\n.", "\r\n\r", ".\n..\r", "Grüße\r\n"])
+    def test_crlf_line_ends_whatever_the_parts_had(self, settings: Settings, text: str) -> None:
+        wire = self.build(settings, self.rendered(f"<p>{text}</p>", text))
+        assert wire.crlf
+        assert_crlf_only(wire.data)
+        assert data_payload(wire.data, crlf=True) == data_payload(wire.data)
+        if wire.seven_bit is not None:
+            assert_crlf_only(wire.seven_bit())
+
+    def test_the_general_path_makes_no_promise(self, settings: Settings) -> None:
+        rendered = self.rendered("<p>Hi</p>", "Hi")
+        wire = wire_message(
+            rendered,
+            settings,
+            to="zoë@exämple.de",
+            message_id=make_message_id(NOTIFICATION_ID, settings),
+        )
+        assert not wire.crlf
 
     def test_ascii_parts_are_7bit_and_need_no_8bitmime(self, settings: Settings) -> None:
         wire = self.build(settings, self.rendered("<p>Hello</p>", "Hello"))

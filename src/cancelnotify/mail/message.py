@@ -20,7 +20,7 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from cancelnotify.mail.render import RenderedEmail, Renderer
 from cancelnotify.mail.transport import WireMessage
@@ -202,7 +202,7 @@ def build_message_bytes(
     Non-ASCII addresses, which need the email package's SMTPUTF8 handling, take the general
     path. With `eight_bit`, parts whose lines fit are sent unencoded (see `_transfer_encoding`).
     """
-    return _assemble(rendered, settings, to, message_id, to_name, date, eight_bit)[0]
+    return _assemble(rendered, settings, to, message_id, to_name, date, eight_bit).data
 
 
 def wire_message(
@@ -216,9 +216,9 @@ def wire_message(
     """The message for `Mailer.send`: unencoded parts for a relay that offers 8BITMIME, and
     the same message (same Date and Message-ID) all quoted-printable for one that does not."""
     when = datetime.now(UTC)
-    data, needs_8bitmime = _assemble(rendered, settings, to, message_id, to_name, when, True)
-    if not needs_8bitmime:
-        return WireMessage(data)
+    assembled = _assemble(rendered, settings, to, message_id, to_name, when, True)
+    if not assembled.eight_bit:
+        return WireMessage(assembled.data, crlf=assembled.crlf)
     seven_bit = functools.partial(
         build_message_bytes,
         rendered,
@@ -228,7 +228,13 @@ def wire_message(
         to_name=to_name,
         date=when,
     )
-    return WireMessage(data, seven_bit)
+    return WireMessage(assembled.data, seven_bit, crlf=assembled.crlf)
+
+
+class _Assembled(NamedTuple):
+    data: bytes
+    eight_bit: bool  # a part is 8bit: the MAIL command must then say BODY=8BITMIME
+    crlf: bool  # every line ends in CRLF, none in a lone CR or LF (see WireMessage)
 
 
 def _assemble(
@@ -239,13 +245,13 @@ def _assemble(
     to_name: str | None,
     date: datetime | None,
     eight_bit: bool,
-) -> tuple[bytes, bool]:
-    """The message and whether a part is 8bit (the MAIL command must then say BODY=8BITMIME)."""
+) -> _Assembled:
+    """The message, written here with CRLF line ends, or by the email package (general)."""
     if not (_MESSAGE_ID.match(message_id) and _ADDR_SPEC.fullmatch(to) and to.isascii()):
         general = build_message(
             rendered, settings, to=to, message_id=message_id, to_name=to_name, date=date
         )
-        return general.as_bytes(), False
+        return _Assembled(general.as_bytes(), False, False)
     when = date or datetime.now(UTC)
     if when.tzinfo is None:
         raise ValueError("date must be timezone-aware")
@@ -254,7 +260,7 @@ def _assemble(
         general = build_message(
             rendered, settings, to=to, message_id=message_id, to_name=to_name, date=when
         )
-        return general.as_bytes(), False
+        return _Assembled(general.as_bytes(), False, False)
     sender_name = sender.display_name or clean_header_text(settings.shop_name)
     parts = [
         (subtype, *_transfer_encoding(text, eight_bit))
@@ -284,6 +290,9 @@ def _assemble(
         "",
         "",
     ]
+    # Header lines are cleaned of CR and LF (folded ones with CRLF), bodies have LF line ends
+    # only (`_lf_body`; quoted-printable keeps them): with CRLF written here, every line ends
+    # in CRLF, which saves the DATA payload its line-end passes (`WireMessage.crlf`).
     chunks = ["\r\n".join(lines).encode("ascii")]
     for subtype, cte, body in parts:
         chunks += [
@@ -293,7 +302,7 @@ def _assemble(
             b"\r\n",
         ]
     chunks.append(f"--{boundary}--\r\n".encode())
-    return b"".join(chunks), any(cte == "8bit" for _, cte, _ in parts)
+    return _Assembled(b"".join(chunks), any(cte == "8bit" for _, cte, _ in parts), True)
 
 
 def preview_ids(event: CancellationEventV1) -> tuple[uuid.UUID, str]:
