@@ -635,7 +635,9 @@ async def phase_saturation(
             server.stop()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def servers() -> Iterator[Ctx]:
+    """A private PostgreSQL with the schema, and the aiosmtpd server in its own process."""
     pg = PgServer()
     pg.start()
     sink = SinkProc()
@@ -645,7 +647,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         run_migrations(db_url)
         dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
-        ctx = Ctx(pg, db_url, dsn, sink)
+        yield Ctx(pg, db_url, dsn, sink)
+    finally:
+        sink.stop()
+        pg.destroy()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with servers() as ctx:
+        sink, dsn = ctx.sink, ctx.dsn
         r = ctx.results
         r["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
         step: Callable[[str], None] = lambda s: print(f"-- {s}", file=sys.stderr, flush=True)  # noqa: E731
@@ -692,9 +702,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             r["saturation"]["delivered_per_s"] / r["naive"]["delivered_per_s"]
         )
         return r
-    finally:
-        sink.stop()
-        pg.destroy()
 
 
 def table(r: dict[str, Any]) -> str:
