@@ -9,10 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import pytest
 from babel.messages.pofile import read_po
 
@@ -32,6 +34,7 @@ from cancelnotify.mail.render import (
     Renderer,
     UnknownTemplateError,
     default_templates_dir,
+    escape_output,
     fast_wordwrap,
     finish_text,
 )
@@ -330,6 +333,37 @@ class TestInjection:
         event = make_event(**{"order.number": "#1001\r\nBcc: evil@x"})
         assert "\n" not in render(renderer, event).subject
         assert "\r" not in render(renderer, event).subject
+
+    def test_output_is_escaped_as_markupsafe_escapes_it(self) -> None:
+        class Html:
+            def __html__(self) -> str:
+                return "<b>kept</b>"
+
+        class Text(str):
+            pass
+
+        corpus: list[object] = ["", "plain", "<a href='x'>&amp; \"q\"</a>", "é€ <>", Text("<i>")]
+        corpus += [markupsafe.Markup("<b>safe</b> &amp;"), Html(), 42, 1.5, None, Decimal("9.90")]
+        for value in corpus:
+            out = escape_output(value)
+            assert type(out) is str
+            assert out == str(markupsafe.escape(value)), value
+
+    def test_the_email_templates_escape_with_it_and_nest_markup_once(
+        self, renderer: Renderer, make_event: MakeEvent
+    ) -> None:
+        # A macro's result (markup) inside a partial inside the layout: escaped once, not twice.
+        event = make_event(
+            **{
+                "alternatives": [
+                    {"name": "R&D <Kit>", "url": "https://x.example/a?b=1&c=2", "price": "9.90"}
+                ]
+            }
+        )
+        html = render(renderer, event).html
+        assert "R&amp;D &lt;Kit&gt;" in html
+        assert "&amp;amp;" not in html
+        assert "&amp;lt;" not in html
 
 
 class TestTemplatesDir:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from types import CodeType
 from typing import Any, Final
 
 from babel import Locale, UnknownLocaleError
@@ -50,6 +51,11 @@ from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
+
+try:  # markupsafe's escaping itself, without the Markup object around its result
+    from markupsafe._speedups import _escape_inner
+except ImportError:  # pragma: no cover - a markupsafe built without its C speedups
+    from markupsafe._native import _escape_inner
 
 import cancelnotify
 from cancelnotify.i18n import (
@@ -456,6 +462,39 @@ class FlatGlobalsEnvironment(Environment):
         return {**self.globals, **(d or {})}
 
 
+def escape_output(value: object) -> str:
+    """`str(markupsafe.escape(value))`, for what a template writes out.
+
+    Jinja's compiled templates call `escape` only around an expression they output, and output
+    is only ever joined (into `Markup(concat(...))` where markup is needed: a macro's result, a
+    `{% set %}` block), so the Markup object markupsafe wraps each value in is made and dropped:
+    77 times per email. The same characters come out (a test compares on a corpus).
+    """
+    if value.__class__ is str:
+        return _escape_inner(value)
+    if hasattr(value, "__html__"):
+        return str(value.__html__())
+    return _escape_inner(str(value))
+
+
+class _OutputTemplate(Template):
+    """A template whose output expressions are escaped by `escape_output` (render 735 -> 672
+    us per email, alternating in one process; the golden emails are byte for byte the same)."""
+
+    @classmethod
+    def from_code(
+        cls,
+        environment: Environment,
+        code: CodeType,
+        globals: MutableMapping[str, Any],
+        uptodate: Callable[[], bool] | None = None,
+    ) -> Template:
+        template = super().from_code(environment, code, globals, uptodate)
+        # The compiled module's namespace, where its render functions look `escape` up.
+        template.root_render_func.__globals__["escape"] = escape_output
+        return template
+
+
 class EmailEnvironment(FlatGlobalsEnvironment):
     """An environment that rewrites templates as they compile: with a `catalog` (one language)
     literal messages are looked up, with an `inliner` HTML templates get their CSS inlined.
@@ -465,6 +504,7 @@ class EmailEnvironment(FlatGlobalsEnvironment):
     css-inline pass per email.
     """
 
+    template_class = _OutputTemplate
     catalog: gettext.NullTranslations | None = None
     inliner: TemplateInliner | None = None
     # Set when a compiled template assigns `_`, `gettext` or `ngettext` itself: its includes see
