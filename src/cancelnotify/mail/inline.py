@@ -15,6 +15,7 @@ renderer inlines per message as before.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -721,6 +722,10 @@ class TemplateInliner:
         self.checked = False
         self._templates: dict[str, _Compiled] = {}
         self._warned: set[str] = set()
+        # Markup made at render time repeats from email to email (a translated sentence around
+        # a link built from settings): styled once per distinct string, not parsed per email
+        # (27 us for the help sentence, 0.5 from the cache).
+        self._styled = functools.lru_cache(maxsize=1024)(self._style)
 
     # -- compile time ----------------------------------------------------------------------
 
@@ -818,6 +823,9 @@ class TemplateInliner:
         """
         if not isinstance(value, Markup) or "<" not in value or isinstance(callee, Macro):
             return value
+        return self._styled(value)
+
+    def _style(self, value: Markup) -> Markup:
         styler = _Styler(self.styles, render_time=True, owns_stylesheet=False)
         try:
             styler.feed(str(value))
