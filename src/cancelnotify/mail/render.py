@@ -50,7 +50,7 @@ from jinja2 import (
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.visitor import NodeTransformer
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 try:  # markupsafe's escaping itself, without the Markup object around its result
     from markupsafe._speedups import _escape_inner
@@ -275,8 +275,9 @@ def _substitute(translated: str, variables: Mapping[str, object], *, html: bool)
     if not html:
         return translated % variables
     # What `Markup(translated) % variables` gives (values escaped, numbers kept for %d), without
-    # markupsafe's per-argument helper objects: a third of the gettext time (profiled).
-    safe = {k: v if isinstance(v, int | float) else escape(v) for k, v in variables.items()}
+    # markupsafe's per-argument helper objects (a third of the gettext time, profiled) or a
+    # Markup per value (`escape_output`: 6.7 -> 3.1 us for a three-value message).
+    safe = {k: v if isinstance(v, int | float) else escape_output(v) for k, v in variables.items()}
     return Markup(translated % safe)  # noqa: S704 - catalogs are trusted files, values escaped
 
 
