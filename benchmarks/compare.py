@@ -10,8 +10,9 @@ optionally followed by `@NAME=VALUE+NAME=VALUE` settings. Per round and variant,
 PostgreSQL and one aiosmtpd server: the service ingests N signed webhooks at a fixed rate with the
 dispatcher off (ingest only), then a fresh service with the dispatcher on drains them (delivery
 only). It prints the CPU of the service and of PostgreSQL per unit for each phase, the webhook
-p50/p99 and the drain rate; variants alternate within each round (the machine is shared and
-noisy), and the last lines are the medians over the rounds.
+p50/p99 and the drain rate. Variants alternate, A then B, then B then A in the next round (the
+machine is shared and noisy); each run's database is dropped after it; the last lines are the
+medians over the rounds.
 
 With `--saturate 10 --requests 25000`, the ingest phase is closed-loop instead (64 connections
 for 10 s): its CPU per webhook is the ingest cost at saturation, as in `benchmarks.run`'s
@@ -152,6 +153,15 @@ async def fixed(
     )
 
 
+def forget(pg: PgServer, database: str) -> None:
+    """Drop a finished run's database and checkpoint: otherwise autovacuum works through its
+    rows (12,000 inserted and updated) during the next run, which is charged with it: in two
+    A/B runs of trees with the same SQL, the second variant of each round measured 0.1-0.2 ms
+    more PostgreSQL CPU per email in five rounds of six."""
+    pg.psql(f'DROP DATABASE "{database}"')
+    pg.psql("CHECKPOINT")
+
+
 def line(label: str, values: tuple[float, ...], fields: tuple[str, ...] = FIELDS) -> str:
     return f"{label}: " + ", ".join(f"{f} {v:.2f}" for f, v in zip(fields, values, strict=True))
 
@@ -164,8 +174,10 @@ async def main(args: argparse.Namespace) -> None:
     fields = FIXED_FIELDS if args.fixed else FIELDS
     try:
         tag = 0
-        for _ in range(args.rounds):
-            for variant in args.variants:
+        for round_ in range(args.rounds):
+            # A, B then B, A: whatever a run leaves behind is charged to each variant alike.
+            order = args.variants if round_ % 2 == 0 else args.variants[::-1]
+            for variant in order:
                 tag += 1
                 if args.fixed:
                     values = await fixed(variant, pg, sink, tag, args.requests, args.rate)
@@ -175,6 +187,7 @@ async def main(args: argparse.Namespace) -> None:
                     )
                 results[variant].append(values)
                 print(line(variant, values, fields), flush=True)
+                forget(pg, f"fixed{tag}" if args.fixed else f"compare{tag}")
         for variant, rows in results.items():
             medians = tuple(statistics.median(r[i] for r in rows) for i in range(len(fields)))
             print(line(f"MEDIAN {variant}", medians, fields))
