@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,8 @@ from typing import Any
 import uvloop
 
 from benchmarks.run import phase_fixed, servers
-from cancelnotify.mail.message import wire_message
-from cancelnotify.mail.render import Renderer
+from benchmarks.stages import sample_steps
 from cancelnotify.mail.transport import data_payload
-from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
 
@@ -101,30 +98,12 @@ def alone(evict_mb: int, calls: int) -> dict[str, float]:
         database_url="sqlite+aiosqlite://",
         mail_from="Bench Shop <orders@bench.example>",
     )
-    raw = json.dumps(sample_event(order_id="inflow-1", email="customer1@example.com"), default=str)
-    event = CancellationEventV1.model_validate_json(raw)
-    renderer = Renderer(settings)
-    notification_id = uuid.uuid4()
-
-    def render() -> Any:
-        return renderer.render(event, notification_id=notification_id, reference="CX-INFLOW")
-
-    rendered = render()
-
-    def mime() -> Any:
-        return wire_message(
-            rendered,
-            settings,
-            to="customer1@example.com",
-            message_id=f"<{notification_id}@bench.example>",
-            to_name="Ana",
-        )
-
-    wire = mime()
+    sample = sample_steps(settings, locale=None)  # the customer's language, as in the flow
+    wire = sample.mime()
     steps: dict[str, Callable[[], object]] = {
-        "validate": lambda: CancellationEventV1.model_validate_json(raw),
-        "render": render,
-        "mime": mime,
+        "validate": lambda: CancellationEventV1.model_validate_json(sample.raw),
+        "render": sample.render,
+        "mime": sample.mime,
         "data": lambda: data_payload(wire.data, crlf=wire.crlf),
     }
     memory = bytearray(evict_mb * 1024 * 1024)

@@ -32,6 +32,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvloop
@@ -44,8 +45,8 @@ from cancelnotify.app import create_app, get_scope
 from cancelnotify.clock import utcnow
 from cancelnotify.logging import configure_logging
 from cancelnotify.mail.message import wire_message
-from cancelnotify.mail.render import Renderer
-from cancelnotify.mail.transport import Mailer, data_payload
+from cancelnotify.mail.render import RenderedEmail, Renderer
+from cancelnotify.mail.transport import Mailer, WireMessage, data_payload
 from cancelnotify.samples import sample_event
 from cancelnotify.schemas.event import CancellationEventV1
 from cancelnotify.settings import Settings
@@ -202,6 +203,46 @@ async def smtp_stage(settings: Settings, message: bytes, n: int, repeats: int) -
         await mailer.close()
 
 
+@dataclass(frozen=True)
+class SampleSteps:
+    """The sample webhook's steps, ready to call (here and in `benchmarks.inflow`)."""
+
+    raw: str  # the webhook's body
+    render: Callable[[], RenderedEmail]
+    mime: Callable[[], WireMessage]  # of the email `render` made first
+
+
+def sample_steps(settings: Settings, *, locale: str | None) -> SampleSteps:
+    """`locale` None: the customer's, as the service renders it."""
+    raw = json.dumps(sample_event(order_id="stages-1", email="customer1@example.com"), default=str)
+    event = CancellationEventV1.model_validate_json(raw)
+    renderer = Renderer(settings)
+    renderer.compile_all()
+    notification_id = uuid.uuid4()
+
+    def render() -> RenderedEmail:
+        return renderer.render(
+            event,
+            notification_id=notification_id,
+            reference="CX-7K2M-9QZP-D4TR",
+            template="order_cancelled",
+            locale=locale,
+        )
+
+    rendered = render()
+
+    def mime() -> WireMessage:
+        return wire_message(
+            rendered,
+            settings,
+            to="customer1@example.com",
+            message_id=f"<{notification_id}@bench.example>",
+            to_name=event.customer.first_name,
+        )
+
+    return SampleSteps(raw, render, mime)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", type=int, default=1000, help="calls per measurement")
@@ -220,38 +261,13 @@ def main() -> None:
             mail_from="Bench Shop <orders@bench.example>",
             webhook_secret=SECRET,
         )
-        raw = json.dumps(
-            sample_event(order_id="stages-1", email="customer1@example.com"), default=str
-        )
-        event = CancellationEventV1.model_validate_json(raw)
-        renderer = Renderer(settings)
-        renderer.compile_all()
-        notification_id = uuid.uuid4()
-
-        def render() -> Any:
-            return renderer.render(
-                event,
-                notification_id=notification_id,
-                reference="CX-7K2M-9QZP-D4TR",
-                template="order_cancelled",
-                locale="en",
-            )
-
+        sample = sample_steps(settings, locale="en")
+        raw, render, mime = sample.raw, sample.render, sample.mime
         rendered = render()
-
-        def mime() -> Any:
-            return wire_message(
-                rendered,
-                settings,
-                to="customer1@example.com",
-                message_id=f"<{notification_id}@bench.example>",
-                to_name=event.customer.first_name,
-            )
-
         wire = mime()
         configure_logging("info")
         log = logging.getLogger("cancelnotify.dispatcher")
-        extra = {"notification_id": str(notification_id), "outcome": "sent", "smtp_code": 250}
+        extra = {"notification_id": str(uuid.uuid4()), "outcome": "sent", "smtp_code": 250}
         results: dict[str, float] = {}
         with open(os.devnull, "w") as devnull:
             handler = logging.getLogger().handlers[0]
