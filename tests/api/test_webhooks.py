@@ -9,9 +9,11 @@ import time
 
 import httpx
 import pytest
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cancelnotify.api.webhooks import PlainRoute
 from cancelnotify.models import Cancellation, DeliveryAttempt, Notification
 from cancelnotify.samples import sample_event
 from cancelnotify.settings import Settings
@@ -363,3 +365,14 @@ class TestDatabaseDown:
         assert r.status_code == 503
         assert r.headers["retry-after"]
         assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_plain_route_endpoint_with_parameters_of_its_own_fails_where_it_is_declared() -> None:
+    # PlainRoute calls its endpoint with the Request alone; FastAPI would have filled the rest.
+    router = APIRouter(route_class=PlainRoute)
+
+    async def endpoint(request: Request, order_id: str) -> Response:  # pragma: no cover
+        return Response(order_id)
+
+    with pytest.raises(TypeError, match="takes the Request alone"):
+        router.add_api_route("/x/{order_id}", endpoint, methods=["POST"])

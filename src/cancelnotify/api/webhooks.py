@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,6 +29,10 @@ class PlainRoute(APIRoute):
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        # Checked as the route is made (at import): an endpoint given parameters of its own
+        # would otherwise be called without them, at the first request.
+        if len(inspect.signature(self.endpoint).parameters) != 1:
+            raise TypeError(f"{self.path}: a PlainRoute endpoint takes the Request alone")
         handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
         return handler
 
