@@ -101,7 +101,7 @@ def data_payload(message: bytes, *, crlf: bool = False) -> bytes:
     email, a twentieth of a send (profiled). The same bytes come out of `bytes.replace`, which
     runs at memchr speed; a test compares both on a corpus of CR, LF and dots. With `crlf` (the
     caller knows every line of `message` ends in CRLF) the line ends are left as they are:
-    one pass over the message instead of four (60 -> 15 us for the sample email).
+    one pass over the message instead of four (57 -> 17 us for the sample email, timeit).
     """
     if not crlf:
         if b"\r" in message:
