@@ -57,7 +57,10 @@ class Settings(BaseSettings):
         default=None, description="PEM bundle to trust instead of the system store (private relay)"
     )
     smtp_pool_size: int = Field(
-        default=4, ge=1, le=32, description="SMTP connections kept open (sends at once)"
+        default=8,
+        ge=1,
+        le=32,
+        description="SMTP connections kept open (sends at once; opened as sends need them)",
     )
     smtp_connect_timeout_seconds: Seconds = Field(default=10.0, description="TCP+greeting timeout")
     smtp_command_timeout_seconds: Seconds = Field(default=60.0, description="Per SMTP command")
@@ -118,7 +121,7 @@ class Settings(BaseSettings):
     lease_seconds: Seconds = Field(default=60.0, description="How long a claim is owned")
     poll_interval_seconds: Seconds = Field(default=1.0, description="Poll for due rows this often")
     dispatcher_concurrency: int = Field(
-        default=32,
+        default=64,
         ge=1,
         le=256,
         description="Notifications claimed at once per replica, refilled a quarter at a time "
