@@ -101,3 +101,45 @@ class TestQueryPlans:
         assert "ROW(created_at, id) < ROW(" in shape
         assert "Seq Scan" not in shape
         assert "Sort" not in shape
+
+
+async def test_outcomes_recorded_together_find_their_rows_by_primary_key(
+    engine: AsyncEngine,
+) -> None:
+    # The group-commit statement (store._RECORD_MANY) joins its unnested arrays to
+    # notifications: with the generic plan asyncpg ends up using, that must stay an index
+    # lookup, never a scan of the table.
+    from cancelnotify.store import _RECORD_MANY
+
+    async with engine.connect() as conn:
+        await conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+        raw = await conn.get_raw_connection()
+        pg = raw.driver_connection
+        assert pg is not None
+        now = datetime.now(UTC)
+        ids = [uuid.uuid4() for _ in range(8)]
+        column: dict[str, Any] = {"attempt_ids": ids, "ids": ids, "started_ats": [now] * 8}
+        column |= {"durations": [5] * 8, "numbers": [1] * 8, "smtp_codes": [250] * 8}
+        column |= {"next_attempt_ats": [None] * 8, "sent_ats": [now] * 8}
+        for name in ("outcomes", "smtp_texts", "statuses", "last_errors", "failure_reasons"):
+            column[name] = ["sent"] * 8
+        column |= {"subjects": ["s"] * 8, "body_texts": ["b"] * 8, "worker": "w", "now": now}
+        explain = "EXPLAIN (FORMAT JSON) " + _RECORD_MANY.sql
+        found = await pg.fetchval(explain, *_RECORD_MANY.args(column))
+    nodes: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        where = node.get("Index Name", node.get("Relation Name", ""))
+        nodes.append(f"{node['Node Type']}:{where}")
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk((found if isinstance(found, list) else json.loads(found))[0]["Plan"])
+    assert "Seq Scan:notifications" not in nodes
+    # By primary key, or (the plan here) by the status index: only `sending` rows can match,
+    # and there are at most as many as the replicas' claims in flight.
+    assert any(
+        n.startswith(("Index Scan:notifications_pkey", "Index Scan:ix_notifications_status"))
+        or n == "Bitmap Index Scan:notifications_pkey"
+        for n in nodes
+    ), nodes

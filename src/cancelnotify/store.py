@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -81,7 +81,11 @@ class Store:
     ) -> set[uuid.UUID]:
         raise NotImplementedError
 
-    async def record(self, claim: Claim, attempt: Attempt, *, worker: str, now: datetime) -> bool:
+    async def record(
+        self, outcomes: Sequence[tuple[Claim, Attempt]], *, worker: str, now: datetime
+    ) -> set[uuid.UUID]:
+        """Write each attempt and its state change in one transaction; return the ids whose
+        claim this worker still owned (the others were rescued: only their attempt row lands)."""
         raise NotImplementedError
 
     async def release(self, ids: list[uuid.UUID], *, worker: str, now: datetime) -> None:
@@ -157,9 +161,15 @@ class SessionStore(Store):
         async with self.sessionmaker.begin() as session:
             return await repository.extend_leases(session, claims, worker=worker, until=until)
 
-    async def record(self, claim: Claim, attempt: Attempt, *, worker: str, now: datetime) -> bool:
+    async def record(
+        self, outcomes: Sequence[tuple[Claim, Attempt]], *, worker: str, now: datetime
+    ) -> set[uuid.UUID]:
         async with self.sessionmaker.begin() as session:
-            return await repository.record_attempt(session, claim, attempt, worker=worker, now=now)
+            return {
+                claim.id
+                for claim, attempt in outcomes
+                if await repository.record_attempt(session, claim, attempt, worker=worker, now=now)
+            }
 
     async def release(self, ids: list[uuid.UUID], *, worker: str, now: datetime) -> None:
         async with self.sessionmaker.begin() as session:
@@ -297,6 +307,39 @@ UPDATE notifications SET
                    ELSE CAST(:body_text AS text) END
 WHERE id = :id AND locked_by = :worker AND attempts = :number AND status = 'sending'
 RETURNING id
+"""
+)
+
+# The same for several outcomes at once (group commit, see `dispatcher.Recorder`): one row of
+# arrays per column, unnested; each row is fenced on its own.
+_RECORD_MANY = Statement(
+    """
+WITH input AS (
+  SELECT * FROM unnest(
+    CAST(:attempt_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:numbers AS integer[]),
+    CAST(:started_ats AS timestamptz[]), CAST(:durations AS integer[]),
+    CAST(:outcomes AS text[]), CAST(:smtp_codes AS integer[]), CAST(:smtp_texts AS text[]),
+    CAST(:statuses AS text[]), CAST(:last_errors AS text[]), CAST(:failure_reasons AS text[]),
+    CAST(:next_attempt_ats AS timestamptz[]), CAST(:sent_ats AS timestamptz[]),
+    CAST(:subjects AS text[]), CAST(:body_texts AS text[])
+  ) AS i(attempt_id, id, number, started_at, duration_ms, outcome, smtp_code, smtp_text,
+         status, last_error, failure_reason, next_attempt_at, sent_at, subject, body_text)
+), attempt AS (
+  INSERT INTO delivery_attempts
+    (id, notification_id, number, worker, started_at, duration_ms, outcome, smtp_code, smtp_text)
+  SELECT attempt_id, id, number, :worker, started_at, duration_ms, outcome, smtp_code, smtp_text
+  FROM input
+)
+UPDATE notifications AS n SET
+  status = i.status, locked_until = NULL, locked_by = NULL, updated_at = :now,
+  last_error = i.last_error, failure_reason = i.failure_reason,
+  next_attempt_at = COALESCE(i.next_attempt_at, n.next_attempt_at),
+  sent_at = COALESCE(i.sent_at, n.sent_at),
+  subject = COALESCE(i.subject, n.subject),
+  body_text = CASE WHEN i.subject IS NULL THEN n.body_text ELSE i.body_text END
+FROM input AS i
+WHERE n.id = ANY(CAST(:ids AS uuid[])) AND n.id = i.id AND n.locked_by = :worker AND n.attempts = i.number AND n.status = 'sending'
+RETURNING n.id
 """
 )
 
@@ -453,7 +496,12 @@ class PgStore(Store):
         rows = await self.pool.fetch(_EXTEND.sql, *_EXTEND.args(params))
         return {r["id"] for r in rows if numbers.get(r["id"]) == r["attempts"]}
 
-    async def record(self, claim: Claim, attempt: Attempt, *, worker: str, now: datetime) -> bool:
+    async def record(
+        self, outcomes: Sequence[tuple[Claim, Attempt]], *, worker: str, now: datetime
+    ) -> set[uuid.UUID]:
+        if len(outcomes) != 1:
+            return await self._record_many(outcomes, worker=worker, now=now)
+        claim, attempt = outcomes[0]
         params = {
             "attempt_id": uuid.uuid4(),
             "id": claim.id,
@@ -473,7 +521,37 @@ class PgStore(Store):
             "subject": attempt.subject,
             "body_text": attempt.body_text,
         }
-        return await self.pool.fetchval(_RECORD.sql, *_RECORD.args(params)) is not None
+        owned = await self.pool.fetchval(_RECORD.sql, *_RECORD.args(params))
+        return set() if owned is None else {owned}
+
+    async def _record_many(
+        self, outcomes: Sequence[tuple[Claim, Attempt]], *, worker: str, now: datetime
+    ) -> set[uuid.UUID]:
+        if not outcomes:
+            return set()
+        claims = [claim for claim, _ in outcomes]
+        attempts = [attempt for _, attempt in outcomes]
+        params = {
+            "attempt_ids": [uuid.uuid4() for _ in outcomes],
+            "ids": [c.id for c in claims],
+            "numbers": [c.attempt for c in claims],
+            "worker": worker,
+            "now": now,
+            "started_ats": [a.started_at for a in attempts],
+            "durations": [a.duration_ms for a in attempts],
+            "outcomes": [str(a.outcome) for a in attempts],
+            "smtp_codes": [a.smtp_code for a in attempts],
+            "smtp_texts": [a.smtp_text for a in attempts],
+            "statuses": [a.status.value for a in attempts],
+            "last_errors": [a.last_error for a in attempts],
+            "failure_reasons": [a.failure_reason for a in attempts],
+            "next_attempt_ats": [a.next_attempt_at for a in attempts],
+            "sent_ats": [now if a.sent else None for a in attempts],
+            "subjects": [a.subject for a in attempts],
+            "body_texts": [a.body_text for a in attempts],
+        }
+        rows = await self.pool.fetch(_RECORD_MANY.sql, *_RECORD_MANY.args(params))
+        return {r["id"] for r in rows}
 
     async def release(self, ids: list[uuid.UUID], *, worker: str, now: datetime) -> None:
         if ids:
