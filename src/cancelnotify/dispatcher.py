@@ -91,26 +91,31 @@ class Recorder:
         return await future
 
     async def _write_pending(self) -> None:
+        batch: list[tuple[Claim, Attempt, asyncio.Future[bool]]] = []
         try:
             while self._pending:
                 batch = self._pending[: self.limit]
                 del self._pending[: self.limit]
-                try:
-                    await self._write(batch)
-                except Exception as exc:
-                    if len(batch) == 1 or is_retryable_db_error(exc):
-                        _fail(batch, exc)
-                        continue
-                    for one in batch:
-                        try:
-                            await self._write([one])
-                        except Exception as alone:
-                            _fail([one], alone)
-                except BaseException as exc:  # cancelled with the loop: nobody is left waiting
-                    _fail(batch + self._pending, exc)
-                    raise
+                await self._write_batch(batch)
+        except BaseException as exc:  # cancelled with the event loop: wake whoever still waits
+            _fail(batch + self._pending, exc)
+            self._pending.clear()
+            raise
         finally:
             self._writer = None
+
+    async def _write_batch(self, batch: list[tuple[Claim, Attempt, asyncio.Future[bool]]]) -> None:
+        try:
+            await self._write(batch)
+        except Exception as exc:
+            if len(batch) == 1 or is_retryable_db_error(exc):
+                _fail(batch, exc)  # each caller retries while the database is away
+                return
+            for one in batch:
+                try:
+                    await self._write([one])
+                except Exception as alone:
+                    _fail([one], alone)
 
     async def _write(self, batch: list[tuple[Claim, Attempt, asyncio.Future[bool]]]) -> None:
         self.writes += 1
@@ -124,8 +129,12 @@ class Recorder:
 
 def _fail(batch: list[tuple[Claim, Attempt, asyncio.Future[bool]]], exc: BaseException) -> None:
     for _, _, future in batch:
-        if not future.done():
+        if future.done():
+            continue
+        if isinstance(exc, Exception):
             future.set_exception(exc)
+        else:
+            future.cancel()
 
 
 @dataclass

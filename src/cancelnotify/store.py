@@ -338,7 +338,8 @@ UPDATE notifications AS n SET
   subject = COALESCE(i.subject, n.subject),
   body_text = CASE WHEN i.subject IS NULL THEN n.body_text ELSE i.body_text END
 FROM input AS i
-WHERE n.id = ANY(CAST(:ids AS uuid[])) AND n.id = i.id AND n.locked_by = :worker AND n.attempts = i.number AND n.status = 'sending'
+WHERE n.id = ANY(CAST(:ids AS uuid[])) AND n.id = i.id
+  AND n.locked_by = :worker AND n.attempts = i.number AND n.status = 'sending'
 RETURNING n.id
 """
 )

@@ -176,3 +176,24 @@ async def test_outcomes_that_finish_during_a_slow_write_share_the_next_one(
         assert recorder.writes <= 2
     assert await scalar(db, "SELECT count(*) FROM delivery_attempts") == count
     assert len(sink.handler.messages) == count
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_write_cut_by_shutdown_wakes_every_send_waiting_on_it(
+    store: Store, make_settings: Callable[..., Settings], db: AsyncEngine
+) -> None:
+    first, second = await claim(store, make_settings, 2)
+    recorder = Recorder(store, WORKER, utcnow)
+    async with db.connect() as blocker:
+        await blocker.execute(text("LOCK TABLE delivery_attempts IN EXCLUSIVE MODE"))
+        waiting = [
+            asyncio.create_task(recorder.record(first, sent("one"))),
+            asyncio.create_task(recorder.record(second, sent("two"))),
+        ]
+        await asyncio.sleep(0.2)  # the write is stuck on the lock
+        assert recorder._writer is not None
+        recorder._writer.cancel()
+        done, pending = await asyncio.wait(waiting, timeout=5)
+        await blocker.rollback()
+    assert not pending  # nobody is left waiting for a write that will not come
+    assert all(task.cancelled() for task in done)
