@@ -20,7 +20,7 @@ from cancelnotify.mail.sink import RecordingHandler, sink_port, start_sink
 from cancelnotify.samples import sample_event
 from cancelnotify.services import apikeys
 from cancelnotify.settings import Settings
-from tests.conftest import SECRET, encode, signed_headers
+from tests.conftest import SECRET, encode, signed_headers, truncate
 from tests.pgserver import free_port
 from tests.preview.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
@@ -102,6 +102,8 @@ def test_status_page_from_the_emailed_link(sqlite_url: str, browser: Browser) ->
             poll_interval_seconds=0.2,
         )
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # The session's SQLite database: rows other tests left due would be sent first.
+            pool.submit(asyncio.run, truncate(sqlite_url)).result()
             key = pool.submit(asyncio.run, apikeys.create(settings, "browser", "admin")).result()
         with _server(settings):
             event = sample_event(order_id="88231", locale="es-ES")
