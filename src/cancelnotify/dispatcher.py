@@ -78,7 +78,7 @@ class Recorder:
         self.worker = worker
         self.clock = clock
         self.limit = limit
-        self.writes = 0  # statements run, for tests and the benchmark's figures
+        self.writes = 0  # statements run (tests count them)
         self._pending: list[tuple[Claim, Attempt, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
