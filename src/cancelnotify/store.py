@@ -500,6 +500,12 @@ class PgStore(Store):
     async def record(
         self, outcomes: Sequence[tuple[Claim, Attempt]], *, worker: str, now: datetime
     ) -> set[uuid.UUID]:
+        # One outcome (a trickle of sends) keeps the single-row statement, which finds its row by
+        # primary key whatever the statistics say. Measured against always using `_RECORD_MANY`:
+        # at 200/s side by side the same or a little cheaper (service 2.24-2.29 vs 2.29-2.30,
+        # PostgreSQL 0.66-0.68 vs 0.70-0.76 ms per email, two runs of 4 rounds); alone with
+        # 24,000 `sending` rows not yet analyzed, PostgreSQL 165 vs 407 us (the batch statement's
+        # plan then walks the status index).
         if len(outcomes) != 1:
             return await self._record_many(outcomes, worker=worker, now=now)
         claim, attempt = outcomes[0]
