@@ -167,12 +167,10 @@ def line(label: str, values: tuple[float, ...], fields: tuple[str, ...] = FIELDS
 
 
 async def main(args: argparse.Namespace) -> None:
-    pg = PgServer()
-    pg.start()
-    sink = bench.SinkProc()
     results: dict[str, list[tuple[float, ...]]] = {v: [] for v in args.variants}
     fields = FIXED_FIELDS if args.fixed else FIELDS
-    try:
+    with bench.servers() as ctx:  # each run makes its own database beside the benchmark's
+        pg, sink = ctx.pg, ctx.sink
         tag = 0
         for round_ in range(args.rounds):
             # A, B then B, A: whatever a run leaves behind is charged to each variant alike.
@@ -191,9 +189,6 @@ async def main(args: argparse.Namespace) -> None:
         for variant, rows in results.items():
             medians = tuple(statistics.median(r[i] for r in rows) for i in range(len(fields)))
             print(line(f"MEDIAN {variant}", medians, fields))
-    finally:
-        sink.stop()
-        pg.destroy()
 
 
 if __name__ == "__main__":
