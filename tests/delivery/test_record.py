@@ -29,11 +29,6 @@ URL = "/v1/webhooks/order-cancelled"
 WORKER = "test-worker:abc123"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 async def store(make_settings: Callable[..., Settings]) -> AsyncIterator[Store]:
     settings = make_settings()
@@ -79,6 +74,7 @@ def retrying(due: datetime) -> Attempt:
     )
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"], indirect=True)
 async def test_outcomes_written_together_each_land_on_their_own_row(
     store: Store, make_settings: Callable[..., Settings], db: AsyncEngine
 ) -> None:
@@ -122,7 +118,6 @@ async def test_outcomes_written_together_each_land_on_their_own_row(
     ]
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_one_bad_outcome_does_not_keep_the_others_from_landing(
     store: Store, make_settings: Callable[..., Settings], db: AsyncEngine
 ) -> None:
@@ -143,7 +138,6 @@ async def test_one_bad_outcome_does_not_keep_the_others_from_landing(
     assert await scalar(db, "SELECT count(*) FROM notifications WHERE status = 'sent'") == 2
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_outcomes_that_finish_during_a_slow_write_share_the_next_one(
     make_settings: Callable[..., Settings], sink: RestartableSink, db: AsyncEngine
 ) -> None:
@@ -178,7 +172,6 @@ async def test_outcomes_that_finish_during_a_slow_write_share_the_next_one(
     assert len(sink.handler.messages) == count
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_a_write_cut_by_shutdown_wakes_every_send_waiting_on_it(
     store: Store, make_settings: Callable[..., Settings], db: AsyncEngine
 ) -> None:
