@@ -22,6 +22,11 @@ With `--fixed`, each variant instead runs the whole flow as in production (dispa
 webhooks arrive at `--rate`) and reports webhook and webhook → SMTP latencies and the CPU per
 email delivered (service, PostgreSQL, and the SMTP server, which shares the machine): what the
 split phases cannot show (a row handed from ingest to the dispatcher).
+
+With `--storm 10`, each variant runs `benchmarks.run`'s saturation phase (the whole flow, 64
+connections closed-loop for 10 s, then the backlog drained) and reports the delivered rate, and
+the two rates it mixes: while the load runs, and the drain after it. The variant `naive` is the
+naive baseline, so `. naive` measures the issue's ratio, alternating, in one process.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ def prepare(
 ) -> tuple[str, dict[str, str]]:
     """A migrated database, services started from the variant's tree, its settings, a clean sink."""
     tree, _, overrides = variant.partition("@")
+    tree = "." if tree == "naive" else tree  # the baseline from this tree
     env = dict(kv.split("=", 1) for kv in overrides.split("+") if kv)
     db_url = pg.create_database(database)
     run_migrations(db_url)
@@ -153,6 +159,37 @@ async def fixed(
     )
 
 
+STORM_FIELDS = (
+    "accepted/s",
+    "delivered/s",
+    "during load/s",
+    "drain/s",
+    "webhook p99 ms",
+    "service ms/email",
+    "postgres ms/email",
+)
+
+
+async def storm(
+    variant: str, pg: PgServer, sink: bench.SinkProc, tag: int, seconds: float
+) -> tuple[float, ...]:
+    """`benchmarks.run`'s saturation phase for one variant; `naive` is the naive baseline."""
+    db_url, env = prepare(variant, pg, sink, f"storm{tag}")
+    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+    ctx = bench.Ctx(pg, db_url, dsn, sink)
+    r = await bench.phase_saturation(ctx, seconds, 64, naive=variant == "naive", env=env)
+    cpu = r["cpu_ms_per_delivered"]
+    return (
+        r["accepted_per_s"],
+        r["delivered_per_s"],
+        r["delivered_during_load_per_s"],
+        r["drain_per_s"],
+        r["webhook_p99_ms"],
+        cpu["service"],
+        cpu["postgres"],
+    )
+
+
 def forget(pg: PgServer, database: str) -> None:
     """Drop a finished run's database and checkpoint: otherwise autovacuum works through its
     rows (12,000 inserted and updated) during the next run, which is charged with it: in two
@@ -168,7 +205,7 @@ def line(label: str, values: tuple[float, ...], fields: tuple[str, ...] = FIELDS
 
 async def main(args: argparse.Namespace) -> None:
     results: dict[str, list[tuple[float, ...]]] = {v: [] for v in args.variants}
-    fields = FIXED_FIELDS if args.fixed else FIELDS
+    fields = STORM_FIELDS if args.storm else FIXED_FIELDS if args.fixed else FIELDS
     with bench.servers() as ctx:  # each run makes its own database beside the benchmark's
         pg, sink = ctx.pg, ctx.sink
         tag = 0
@@ -177,15 +214,20 @@ async def main(args: argparse.Namespace) -> None:
             order = args.variants if round_ % 2 == 0 else args.variants[::-1]
             for variant in order:
                 tag += 1
-                if args.fixed:
+                if args.storm:
+                    values = await storm(variant, pg, sink, tag, args.storm)
+                    database = f"storm{tag}"
+                elif args.fixed:
                     values = await fixed(variant, pg, sink, tag, args.requests, args.rate)
+                    database = f"fixed{tag}"
                 else:
                     values = await one(
                         variant, pg, sink, tag, args.requests, args.rate, args.saturate
                     )
+                    database = f"compare{tag}"
                 results[variant].append(values)
                 print(line(variant, values, fields), flush=True)
-                forget(pg, f"fixed{tag}" if args.fixed else f"compare{tag}")
+                forget(pg, database)
         for variant, rows in results.items():
             medians = tuple(statistics.median(r[i] for r in rows) for i in range(len(fields)))
             print(line(f"MEDIAN {variant}", medians, fields))
@@ -204,5 +246,13 @@ if __name__ == "__main__":
         default=0,
         metavar="SECONDS",
         help="ingest closed-loop (64 connections) for SECONDS instead of at --rate",
+    )
+    p.add_argument(
+        "--storm",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="the whole flow closed-loop for SECONDS, as benchmarks.run's saturation phase; "
+        "a variant named `naive` runs the naive baseline",
     )
     uvloop.run(main(p.parse_args()))

@@ -586,8 +586,15 @@ async def phase_saturation(
     ingest_only: bool = False,
     replicas: int = 1,
     sink: SinkProc | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Closed-loop load on one server (or `replicas` services sharing the database and `sink`)."""
+    """Closed-loop load on one server (or `replicas` services sharing the database and `sink`).
+
+    Besides the whole phase's delivered rate (emails / from the first request to the last
+    email), it reports the two rates it mixes: delivered while the load runs, and the drain of
+    the backlog left when it stops.
+    """
+    env = env or {}
     ctx.truncate()
     sink = sink or ctx.sink
     sink.reset()
@@ -596,9 +603,11 @@ async def phase_saturation(
     if naive:
         servers = [Naive(ctx.dsn, sink.port)]
     elif ingest_only:
-        servers = [Service(ctx.db_url, sink.port, CANCELNOTIFY_DISPATCHER_ENABLED="false")]
+        servers = [
+            Service(ctx.db_url, sink.port, **{**env, "CANCELNOTIFY_DISPATCHER_ENABLED": "false"})
+        ]
     else:
-        servers = [Service(ctx.db_url, sink.port) for _ in range(replicas)]
+        servers = [Service(ctx.db_url, sink.port, **env) for _ in range(replicas)]
     try:
         await asyncio.sleep(1.0)
         cpu0 = (sum(cpu_seconds(s.proc.pid) for s in servers), pg_cpu(ctx.pg), self_cpu())
@@ -607,7 +616,10 @@ async def phase_saturation(
         if not ingest_only:
             end = await wait_delivered(sink, load, 120)
         cpu1 = (sum(cpu_seconds(s.proc.pid) for s in servers), pg_cpu(ctx.pg), self_cpu())
-        delivered = delivered_ids(sink, load)
+        arrivals = sink.arrivals()
+        sent = [arrivals.get(f"<{nid}@{DOMAIN}>") for nid in load.nids]
+        delivered = sum(1 for t in sent if t is not None)
+        during = sum(1 for t in sent if t is not None and t <= load.ended)
         per = max(1, delivered if not ingest_only else load.accepted)
         cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         return {
@@ -619,6 +631,8 @@ async def phase_saturation(
             "accepted_per_s": load.accepted / (load.ended - load.started),
             "delivered": delivered,
             "delivered_per_s": delivered / max(1e-9, end - load.started),
+            "delivered_during_load_per_s": during / (load.ended - load.started),
+            "drain_per_s": (delivered - during) / max(1e-9, end - load.ended),
             "webhook_p50_ms": pct(load.latency, 0.5) * 1000,
             "webhook_p99_ms": pct(load.latency, 0.99) * 1000,
             # per email delivered (per webhook accepted when ingest only)

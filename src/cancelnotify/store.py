@@ -259,16 +259,32 @@ _PAIR = Statement(_pair_sql())
 # The claim in one statement: lock due rows (SKIP LOCKED), take them, and return them with their
 # payload and failure count. Same conditions as `repository._due`; one round trip instead of
 # four statements (profiled: the claim dominated the dispatcher's database time).
+# Queued rows and expired leases are picked apart, each in its own partial index, and merged:
+# written as one OR (as `repository._due` does) PostgreSQL combined both indexes in a bitmap and
+# sorted every due row to return the first 16, so a claim cost as much as the queue was long
+# (EXPLAIN ANALYZE, 200,000 rows sent: 0.8 / 4.1 / 31 ms with 1,000 / 15,000 / 100,000 queued,
+# against 0.46 / 0.61 / 0.58 ms now; tests/test_query_plans.py). FOR UPDATE is not allowed in
+# a UNION's branches, hence the two CTEs; a row one locks but the merge leaves out stays due.
 _CLAIM = Statement(
     """
-WITH picked AS (
-  SELECT id, status AS old_status FROM notifications
-  WHERE ((status IN ('queued', 'retrying') AND next_attempt_at <= :now)
-         OR (status = 'sending' AND locked_until < :now))
+WITH queued AS (
+  SELECT id, status AS old_status, next_attempt_at FROM notifications
+  WHERE status IN ('queued', 'retrying') AND next_attempt_at <= :now
     AND NOT (id = ANY(CAST(:exclude AS uuid[])))
   ORDER BY next_attempt_at
   LIMIT :limit
   FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT id, status AS old_status, next_attempt_at FROM notifications
+  WHERE status = 'sending' AND locked_until < :now
+    AND NOT (id = ANY(CAST(:exclude AS uuid[])))
+  ORDER BY next_attempt_at
+  LIMIT :limit
+  FOR UPDATE SKIP LOCKED
+), picked AS (
+  SELECT id, old_status FROM (SELECT * FROM queued UNION ALL SELECT * FROM expired) AS due
+  ORDER BY next_attempt_at
+  LIMIT :limit
 ), claimed AS (
   UPDATE notifications AS n
   SET status = 'sending', locked_until = :until, locked_by = :worker,
