@@ -40,8 +40,8 @@ class Settings(BaseSettings):
         default=10,
         ge=1,
         le=200,
-        description="Connections per pool, no overflow; PostgreSQL has two per replica (the "
-        "webhook/sender hot path's and the API's), so up to twice this",
+        description="Connections per pool, no overflow; on PostgreSQL a replica has two (the "
+        "webhooks' and the API's) and 3 more for the sender's statements: up to twice this + 3",
     )
 
     # --- SMTP ---------------------------------------------------------------------------
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         default=None, description="PEM bundle to trust instead of the system store (private relay)"
     )
     smtp_pool_size: int = Field(
-        default=8,
+        default=16,
         ge=1,
         le=32,
         description="SMTP connections kept open (sends at once; opened as sends need them)",

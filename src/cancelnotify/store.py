@@ -403,30 +403,45 @@ async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
     (`RESET ALL; UNLISTEN *; ...`) on every release: a second statement per operation."""
 
 
-class PgStore(Store):
-    """One statement per operation on a raw asyncpg pool, outside SQLAlchemy."""
+# One claim, one group-commit write and one heartbeat at a time per dispatcher: the most its
+# statements can need at once.
+DELIVERY_CONNECTIONS = 3
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+class PgStore(Store):
+    """One statement per operation on raw asyncpg pools, outside SQLAlchemy.
+
+    The dispatcher's statements (claim, record, extend, release) have a pool of their own: on
+    the webhooks' pool they queued behind every webhook waiting for a connection, so under a
+    storm of webhooks the sends waited for the database (see `DELIVERY_CONNECTIONS`).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, delivery: asyncpg.Pool) -> None:
         self.pool = pool
+        self.delivery = delivery
 
     @classmethod
     async def open(cls, engine: AsyncEngine, settings: Settings) -> PgStore:
         """A pool with the engine's connection parameters; it connects on first use."""
         _, params = engine.dialect.create_connect_args(engine.url)
         params.pop("prepared_statement_cache_size", None)  # a SQLAlchemy-only option
-        pool = await asyncpg.create_pool(
-            min_size=0,
-            max_size=settings.database_pool_size,
-            timeout=5,
-            command_timeout=30,
-            max_inactive_connection_lifetime=300,
-            reset=_nothing_to_reset,
-            **params,
-        )
-        return cls(pool)
+        pools = [
+            await asyncpg.create_pool(
+                min_size=0,
+                max_size=size,
+                timeout=5,
+                command_timeout=30,
+                max_inactive_connection_lifetime=300,
+                reset=_nothing_to_reset,
+                **params,
+            )
+            for size in (settings.database_pool_size, DELIVERY_CONNECTIONS)
+        ]
+        return cls(*pools)
 
     async def close(self) -> None:
         await self.pool.close()
+        await self.delivery.close()
 
     async def ingest(
         self,
@@ -491,7 +506,7 @@ class PgStore(Store):
             "limit": limit,
             "exclude": list(exclude),
         }
-        rows = await self.pool.fetch(_CLAIM.sql, *_CLAIM.args(params))
+        rows = await self.delivery.fetch(_CLAIM.sql, *_CLAIM.args(params))
         return [
             repository.claim_from_row(
                 r,
@@ -510,7 +525,7 @@ class PgStore(Store):
             return set()
         params = {"until": until, "ids": [c.id for c in claims], "worker": worker}
         numbers = {c.id: c.attempt for c in claims}
-        rows = await self.pool.fetch(_EXTEND.sql, *_EXTEND.args(params))
+        rows = await self.delivery.fetch(_EXTEND.sql, *_EXTEND.args(params))
         return {r["id"] for r in rows if numbers.get(r["id"]) == r["attempts"]}
 
     async def record(
@@ -544,7 +559,7 @@ class PgStore(Store):
             "subject": attempt.subject,
             "body_text": attempt.body_text,
         }
-        owned = await self.pool.fetchval(_RECORD.sql, *_RECORD.args(params))
+        owned = await self.delivery.fetchval(_RECORD.sql, *_RECORD.args(params))
         return set() if owned is None else {owned}
 
     async def _record_many(
@@ -573,13 +588,13 @@ class PgStore(Store):
             "subjects": [a.subject for a in attempts],
             "body_texts": [a.body_text for a in attempts],
         }
-        rows = await self.pool.fetch(_RECORD_MANY.sql, *_RECORD_MANY.args(params))
+        rows = await self.delivery.fetch(_RECORD_MANY.sql, *_RECORD_MANY.args(params))
         return {r["id"] for r in rows}
 
     async def release(self, ids: list[uuid.UUID], *, worker: str, now: datetime) -> None:
         if ids:
             params = {"ids": ids, "worker": worker, "now": now}
-            await self.pool.execute(_RELEASE.sql, *_RELEASE.args(params))
+            await self.delivery.execute(_RELEASE.sql, *_RELEASE.args(params))
 
 
 async def open_store(
