@@ -403,8 +403,8 @@ async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
     (`RESET ALL; UNLISTEN *; ...`) on every release: a second statement per operation."""
 
 
-# One claim, one group-commit write and one heartbeat at a time per dispatcher: the most its
-# statements can need at once.
+# A dispatcher runs one claim, one group-commit write and one heartbeat at a time: three
+# connections let them overlap (a release, at shutdown or for an abandoned send, waits for one).
 DELIVERY_CONNECTIONS = 3
 
 
@@ -422,7 +422,8 @@ class PgStore(Store):
 
     @classmethod
     async def open(cls, engine: AsyncEngine, settings: Settings) -> PgStore:
-        """A pool with the engine's connection parameters; it connects on first use."""
+        """The webhooks' pool and the sender's, with the engine's connection parameters; each
+        connects on first use."""
         _, params = engine.dialect.create_connect_args(engine.url)
         params.pop("prepared_statement_cache_size", None)  # a SQLAlchemy-only option
         pools = [
