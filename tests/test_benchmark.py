@@ -30,7 +30,7 @@ def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedP
 def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
     out = tmp_path / "benchmark.json"
     args = ["--seconds", "2", "--rates", "20", "--saturation-seconds", "1"]
-    args += ["--ceiling-seconds", "0.5", "--scale", "2", "--out", str(out)]
+    args += ["--ceiling-seconds", "0.5", "--scale", "2", "--pairs", "2", "--out", str(out)]
     done = run_module("benchmarks.run", *args, timeout=600)
     r = json.loads(out.read_text())
     fixed = r["fixed_20"]
@@ -48,6 +48,12 @@ def test_a_short_benchmark_run_reports_every_phase(tmp_path: Path) -> None:
     assert r["ceiling_insert_pairs_per_s"] > 0
     assert r["ceiling_smtp_per_s"] > 0
     assert "x the naive baseline" in done.stdout
+    # The ratio again from a second pair, the baseline first: two ratios, and their median.
+    pairs = r["saturation_pairs"]
+    assert len(pairs) == 2
+    assert all(p["service"] > 0 and p["naive"] > 0 for p in pairs)
+    assert r["delivered_vs_naive_ratio_median"] == sum(p["ratio"] for p in pairs) / 2
+    assert "2 pairs alternating" in done.stdout
     assert "first second of each fixed phase" in done.stdout
     assert "2 replicas on a fast SMTP server deliver" in done.stdout
 
