@@ -118,12 +118,14 @@ async def test_outcomes_recorded_together_find_their_rows_by_primary_key(
         assert pg is not None
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in range(8)]
-        column: dict[str, Any] = {"attempt_ids": ids, "ids": ids, "started_ats": [now] * 8}
-        column |= {"durations": [5] * 8, "numbers": [1] * 8, "smtp_codes": [250] * 8}
-        column |= {"next_attempt_ats": [None] * 8, "sent_ats": [now] * 8}
-        for name in ("outcomes", "smtp_texts", "statuses", "last_errors", "failure_reasons"):
-            column[name] = ["sent"] * 8
-        column |= {"subjects": ["s"] * 8, "body_texts": ["b"] * 8, "worker": "w", "now": now}
+        column: dict[str, Any] = {"attempt_id_list": ids, "id_list": ids}
+        column |= {"started_at_list": [now] * 8, "duration_ms_list": [5] * 8}
+        column |= {"number_list": [1] * 8, "smtp_code_list": [250] * 8}
+        column |= {"next_attempt_at_list": [None] * 8, "sent_at_list": [now] * 8}
+        for name in ("outcome", "smtp_text", "status", "last_error", "failure_reason"):
+            column[f"{name}_list"] = ["sent"] * 8
+        column |= {"subject_list": ["s"] * 8, "body_text_list": ["b"] * 8}
+        column |= {"worker": "w", "now": now}
         explain = "EXPLAIN (FORMAT JSON) " + _RECORD_MANY.sql
         found = await pg.fetchval(explain, *_RECORD_MANY.args(column))
     nodes: list[str] = []

@@ -326,18 +326,20 @@ RETURNING id
 """
 )
 
-# The same for several outcomes at once (group commit, see `dispatcher.Recorder`): one row of
-# arrays per column, unnested; each row is fenced on its own.
+# The same for several outcomes at once (group commit, see `dispatcher.Recorder`): one array per
+# column, named after `_RECORD`'s parameter with `_list` (`_outcome_row`), unnested; each row is
+# fenced on its own.
 _RECORD_MANY = Statement(
     """
 WITH input AS (
   SELECT * FROM unnest(
-    CAST(:attempt_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:numbers AS integer[]),
-    CAST(:started_ats AS timestamptz[]), CAST(:durations AS integer[]),
-    CAST(:outcomes AS text[]), CAST(:smtp_codes AS integer[]), CAST(:smtp_texts AS text[]),
-    CAST(:statuses AS text[]), CAST(:last_errors AS text[]), CAST(:failure_reasons AS text[]),
-    CAST(:next_attempt_ats AS timestamptz[]), CAST(:sent_ats AS timestamptz[]),
-    CAST(:subjects AS text[]), CAST(:body_texts AS text[])
+    CAST(:attempt_id_list AS uuid[]), CAST(:id_list AS uuid[]), CAST(:number_list AS integer[]),
+    CAST(:started_at_list AS timestamptz[]), CAST(:duration_ms_list AS integer[]),
+    CAST(:outcome_list AS text[]), CAST(:smtp_code_list AS integer[]),
+    CAST(:smtp_text_list AS text[]), CAST(:status_list AS text[]),
+    CAST(:last_error_list AS text[]), CAST(:failure_reason_list AS text[]),
+    CAST(:next_attempt_at_list AS timestamptz[]), CAST(:sent_at_list AS timestamptz[]),
+    CAST(:subject_list AS text[]), CAST(:body_text_list AS text[])
   ) AS i(attempt_id, id, number, started_at, duration_ms, outcome, smtp_code, smtp_text,
          status, last_error, failure_reason, next_attempt_at, sent_at, subject, body_text)
 ), attempt AS (
@@ -354,7 +356,7 @@ UPDATE notifications AS n SET
   subject = COALESCE(i.subject, n.subject),
   body_text = CASE WHEN i.subject IS NULL THEN n.body_text ELSE i.body_text END
 FROM input AS i
-WHERE n.id = ANY(CAST(:ids AS uuid[])) AND n.id = i.id
+WHERE n.id = ANY(CAST(:id_list AS uuid[])) AND n.id = i.id
   AND n.locked_by = :worker AND n.attempts = i.number AND n.status = 'sending'
 RETURNING n.id
 """
@@ -541,25 +543,7 @@ class PgStore(Store):
         if len(outcomes) != 1:
             return await self._record_many(outcomes, worker=worker, now=now)
         claim, attempt = outcomes[0]
-        params = {
-            "attempt_id": uuid.uuid4(),
-            "id": claim.id,
-            "number": claim.attempt,
-            "worker": worker,
-            "started_at": attempt.started_at,
-            "duration_ms": attempt.duration_ms,
-            "outcome": str(attempt.outcome),
-            "smtp_code": attempt.smtp_code,
-            "smtp_text": attempt.smtp_text,
-            "status": attempt.status.value,
-            "now": now,
-            "last_error": attempt.last_error,
-            "failure_reason": attempt.failure_reason,
-            "next_attempt_at": attempt.next_attempt_at,
-            "sent_at": now if attempt.sent else None,
-            "subject": attempt.subject,
-            "body_text": attempt.body_text,
-        }
+        params = {**_outcome_row(claim, attempt, now), "worker": worker, "now": now}
         owned = await self.delivery.fetchval(_RECORD.sql, *_RECORD.args(params))
         return set() if owned is None else {owned}
 
@@ -568,34 +552,37 @@ class PgStore(Store):
     ) -> set[uuid.UUID]:
         if not outcomes:
             return set()
-        claims = [claim for claim, _ in outcomes]
-        attempts = [attempt for _, attempt in outcomes]
-        params = {
-            "attempt_ids": [uuid.uuid4() for _ in outcomes],
-            "ids": [c.id for c in claims],
-            "numbers": [c.attempt for c in claims],
-            "worker": worker,
-            "now": now,
-            "started_ats": [a.started_at for a in attempts],
-            "durations": [a.duration_ms for a in attempts],
-            "outcomes": [str(a.outcome) for a in attempts],
-            "smtp_codes": [a.smtp_code for a in attempts],
-            "smtp_texts": [a.smtp_text for a in attempts],
-            "statuses": [a.status.value for a in attempts],
-            "last_errors": [a.last_error for a in attempts],
-            "failure_reasons": [a.failure_reason for a in attempts],
-            "next_attempt_ats": [a.next_attempt_at for a in attempts],
-            "sent_ats": [now if a.sent else None for a in attempts],
-            "subjects": [a.subject for a in attempts],
-            "body_texts": [a.body_text for a in attempts],
-        }
-        rows = await self.delivery.fetch(_RECORD_MANY.sql, *_RECORD_MANY.args(params))
-        return {r["id"] for r in rows}
+        rows = [_outcome_row(claim, attempt, now) for claim, attempt in outcomes]
+        params: dict[str, Any] = {"worker": worker, "now": now}
+        params |= {f"{name}_list": [row[name] for row in rows] for name in rows[0]}
+        owned = await self.delivery.fetch(_RECORD_MANY.sql, *_RECORD_MANY.args(params))
+        return {r["id"] for r in owned}
 
     async def release(self, ids: list[uuid.UUID], *, worker: str, now: datetime) -> None:
         if ids:
             params = {"ids": ids, "worker": worker, "now": now}
             await self.delivery.execute(_RELEASE.sql, *_RELEASE.args(params))
+
+
+def _outcome_row(claim: Claim, attempt: Attempt, now: datetime) -> dict[str, Any]:
+    """One outcome's values, by `_RECORD`'s parameter names (`_RECORD_MANY` takes them as lists)."""
+    return {
+        "attempt_id": uuid.uuid4(),
+        "id": claim.id,
+        "number": claim.attempt,
+        "started_at": attempt.started_at,
+        "duration_ms": attempt.duration_ms,
+        "outcome": str(attempt.outcome),
+        "smtp_code": attempt.smtp_code,
+        "smtp_text": attempt.smtp_text,
+        "status": attempt.status.value,
+        "last_error": attempt.last_error,
+        "failure_reason": attempt.failure_reason,
+        "next_attempt_at": attempt.next_attempt_at,
+        "sent_at": now if attempt.sent else None,
+        "subject": attempt.subject,
+        "body_text": attempt.body_text,
+    }
 
 
 async def open_store(
