@@ -175,8 +175,7 @@ async def storm(
 ) -> tuple[float, ...]:
     """`benchmarks.run`'s saturation phase for one variant; `naive` is the naive baseline."""
     db_url, env = prepare(variant, pg, sink, f"storm{tag}")
-    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
-    ctx = bench.Ctx(pg, db_url, dsn, sink)
+    ctx = bench.Ctx(pg, db_url, sink)
     r = await bench.phase_saturation(ctx, seconds, 64, naive=variant == "naive", env=env)
     cpu = r["cpu_ms_per_delivered"]
     return (

@@ -498,9 +498,13 @@ def delivery_latencies(
 class Ctx:
     pg: PgServer
     db_url: str
-    dsn: str
     sink: SinkProc
     results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dsn(self) -> str:
+        """`db_url` for asyncpg itself (the naive baseline, the ceilings)."""
+        return self.db_url.replace("postgresql+asyncpg://", "postgresql://")
 
     def truncate(self) -> None:
         self.pg.psql(
@@ -663,8 +667,7 @@ def servers() -> Iterator[Ctx]:
         from cancelnotify.db import run_migrations
 
         run_migrations(db_url)
-        dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
-        yield Ctx(pg, db_url, dsn, sink)
+        yield Ctx(pg, db_url, sink)
     finally:
         sink.stop()
         pg.destroy()
