@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import traceback
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -478,6 +479,95 @@ class TestCompileTimeTranslation:
         renderer = Renderer(make_settings(templates_dir=tmp_path))
         subject.write_text("Edited after start-up\n")
         assert render(renderer, make_event(), locale="de").subject == "Ihre Erstattung #1001"
+
+
+class TestInlinedIncludes:
+    """Included templates compile into their includer: the same emails as Jinja's includes."""
+
+    @pytest.mark.parametrize("template", ["order_cancelled", "refund_completed"])
+    def test_same_email_as_jinja_includes(
+        self, renderer: Renderer, settings: Settings, make_event: MakeEvent, template: str
+    ) -> None:
+        as_written = Renderer(settings, inline_includes=False)
+        for language in SUPPORTED_LOCALES:
+            for reason in Reason:
+                for method in RefundMethod:
+                    event = matrix_event(make_event, reason, method, language)
+                    assert render(renderer, event, template=template) == render(
+                        as_written, event, template=template
+                    ), (language, reason, method)
+
+    def test_an_email_loads_no_partial_as_it_renders(
+        self, settings: Settings, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        loaded: list[str] = []
+        get_template = jinja2.Environment.get_template
+
+        def recording(self: jinja2.Environment, name: Any, *args: Any, **kwargs: Any) -> Any:
+            loaded.append(str(name))
+            return get_template(self, name, *args, **kwargs)
+
+        renderer = Renderer(settings)
+        monkeypatch.setattr(jinja2.Environment, "get_template", recording)
+        for template in ("order_cancelled", "refund_completed"):
+            render(renderer, make_event(), template=template, locale="de")
+        assert loaded  # the layouts and macros still are
+        assert not [name for name in loaded if "/partials/" in name]
+
+    def test_a_partial_sees_and_assigns_what_an_included_template_would(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        email_dir = tmp_path / "email" / "partials"
+        email_dir.mkdir(parents=True)
+        (email_dir / "greeting.txt").write_text(
+            "{% set first_name = 'Partial' %}Hi {{ first_name }},\n"
+            "{% for item in items %}{% include 'email/partials/line.txt' %}{% endfor %}"
+        )
+        # Jinja does not give an included template the `loop` of the for around the include.
+        (email_dir / "line.txt").write_text("[{{ item.name }}{% if loop is defined %}!{% endif %}]")
+        (tmp_path / "email" / "order_cancelled.subject").write_text(
+            "{% include 'email/partials/greeting.txt' %} {{ first_name }}\n"
+        )
+        settings = make_settings(templates_dir=tmp_path)
+        items = [{"name": "Garden chair", "quantity": 1}, {"name": "Cushion", "quantity": 2}]
+        event = make_event(**{"order.items": items})
+        email = render(Renderer(settings), event)
+        assert email.subject == "Hi Partial, [Garden chair][Cushion] Ana"
+        assert "Hi Partial,\n[Garden chair][Cushion]\n" in email.text
+        assert email == render(Renderer(settings, inline_includes=False), event)
+
+    def test_an_html_partial_in_a_text_part_is_still_escaped_as_html(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        (tmp_path / "email").mkdir()
+        (tmp_path / "email" / "order_cancelled.subject").write_text(
+            "{% include 'email/name.html' %} {{ first_name }}\n"
+        )
+        (tmp_path / "email" / "name.html").write_text("{{ first_name }}")
+        (tmp_path / "email" / "self.txt").write_text(
+            "{% if false %}{% include 'email/self.txt' %}{% endif %}ok"
+        )
+        (tmp_path / "email" / "order_cancelled.txt").write_text("{% include 'email/self.txt' %}\n")
+        renderer = Renderer(make_settings(templates_dir=tmp_path))  # an include of itself: kept
+        email = render(renderer, make_event(**{"customer.first_name": "Ana <3"}))
+        assert email.subject == "Ana &lt;3 Ana <3"
+        assert email.text == "ok\n"
+
+    def test_an_error_in_a_partial_names_its_file_and_line(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        partial = tmp_path / "email" / "partials" / "greeting.html"
+        partial.parent.mkdir(parents=True)
+        partial.write_text("<p>Hi,</p>\n<p>{{ loyalty_points }}</p>\n")
+        renderer = Renderer(make_settings(templates_dir=tmp_path))
+        with pytest.raises(jinja2.UndefinedError) as raised:
+            render(renderer, make_event())
+        template_frames = [
+            (Path(frame.filename).name, frame.lineno)
+            for frame in traceback.extract_tb(raised.value.__traceback__)
+            if not frame.filename.endswith(".py")
+        ]
+        assert template_frames[-1] == ("greeting.html", 2)
 
 
 class TestCatalogs:
