@@ -171,6 +171,7 @@ def create_app(
         # global tracer provider (and the environment) on every request: 3 % of a webhook's CPU.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.add_middleware(webhooks.DirectRoutes, routes=webhooks.router.routes)
     app.add_middleware(metrics.WebhookMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_handlers(app)

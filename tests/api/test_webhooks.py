@@ -376,3 +376,35 @@ def test_a_plain_route_endpoint_with_parameters_of_its_own_fails_where_it_is_dec
 
     with pytest.raises(TypeError, match="takes the Request alone"):
         router.add_api_route("/x/{order_id}", endpoint, methods=["POST"])
+
+
+class TestDirectRoutes:
+    """Webhooks skip FastAPI's router (`DirectRoutes`); everything around them answers as ever."""
+
+    async def test_another_method_or_a_trailing_slash_still_gets_fastapis_answer(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        r = await client.get(URL)
+        assert r.status_code == 405
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.headers["allow"] == "POST"
+        assert r.headers["x-request-id"]
+        body = encode(sample_event())
+        r = await client.post(URL + "/", content=body, headers=signed_headers(body))
+        assert r.status_code in (307, 404)  # FastAPI's redirect or not found, not an ingest
+
+    async def test_served_under_a_root_path(self, settings: Settings, sink: Sink) -> None:
+        running = running_client(settings)
+        async with running:
+            transport = httpx.ASGITransport(app=running.app, root_path="/notify")
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                body = encode(sample_event(email="root@example.com"))
+                r = await client.post("/notify" + URL, content=body, headers=signed_headers(body))
+                assert r.status_code == 202, r.text
+                assert r.headers["x-request-id"]
+                r = await client.post("/notify" + URL, content=b"{", headers=signed_headers(b"{"))
+                assert r.status_code == 400
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.json()["instance"] == "/notify" + URL
+                await sink.wait_for(1)
+                assert sink.messages[0].recipients == ["root@example.com"]

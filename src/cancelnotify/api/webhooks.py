@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cancelnotify.api.deps import read_body
 from cancelnotify.schemas.api import WebhookAccepted, WebhookIgnored
@@ -35,6 +38,63 @@ class PlainRoute(APIRoute):
             raise TypeError(f"{self.path}: a PlainRoute endpoint takes the Request alone")
         handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
         return handler
+
+
+class DirectRoutes:
+    """Requests for the webhook routes go straight to their endpoints, around FastAPI's router.
+
+    A webhook is the hot path of a storm. Its endpoint (a `PlainRoute`'s) takes the Request and
+    returns the Response, so FastAPI adds nothing to it but the way there: its exception
+    middleware, the exit stacks, matching the path against the routes of every router: 44 of
+    the 124 us a signed webhook costs in process (benchmarks/stages.py, "http: POST a signed
+    webhook"). This middleware sits inside the app's own (request id, webhook metrics), finds the
+    endpoint by exact path and method, and answers an exception the endpoint raises with the
+    app's handler for it, looked up as Starlette's ExceptionMiddleware does (the handler of
+    `Exception` is the outermost ServerErrorMiddleware's, as before). Anything else (another
+    path or method, a trailing slash) goes through FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute]) -> None:
+        self.app = app
+        self.endpoints = {
+            (route.path, method): route.endpoint
+            for route in routes
+            if isinstance(route, PlainRoute)
+            for method in route.methods or ()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = None
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            endpoint = self.endpoints.get((path, scope["method"]))
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:
+            handler = _handler_for(scope["app"].exception_handlers, exc)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
+
+def _handler_for(handlers: Mapping[Any, Any], exc: Exception) -> Any:
+    """The app's handler for `exc` below the catch-all one (Starlette's own lookup)."""
+    if isinstance(exc, StarletteHTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in handlers:
+            return handlers[cls]
+    return None
 
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=PlainRoute)
