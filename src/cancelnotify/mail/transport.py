@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from cancelnotify.settings import Settings
 from cancelnotify.states import Outcome
@@ -117,11 +120,58 @@ def data_payload(message: bytes, *, crlf: bool = False) -> bytes:
     return message + b".\r\n"
 
 
-class _Client(aiosmtplib.SMTP):
-    """aiosmtplib's client, with DATA sending the payload `data_payload` made.
+# A dot-atom address (RFC 5322 3.4.1) with an ASCII LDH domain: what email.utils.parseaddr
+# gives back as it is, and what nearly every recipient (validated as the webhook came in) is.
+_DOT_ATOM_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 
-    The rest of the conversation (connect, TLS, EHLO, AUTH, MAIL, RCPT, RSET) is aiosmtplib's.
+
+@functools.lru_cache(maxsize=16)
+def _quoted_sender(address: str) -> bytes:
+    return _quoted(address)
+
+
+def _quoted(address: str) -> bytes:
+    """`<address>` as aiosmtplib's MAIL and RCPT write it (`quote_address`, ASCII): without
+    `email.utils.parseaddr` for a dot-atom address, which it returns unchanged (11 us per
+    address; a test compares both on a corpus)."""
+    if _DOT_ATOM_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return quote_address(address).encode("ascii")
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, with MAIL and RCPT quoting an address only once it needs parsing
+    (`_quoted`), and DATA sending the payload `data_payload` made.
+
+    The rest of the conversation (connect, TLS, EHLO, AUTH, RSET) is aiosmtplib's.
     """
+
+    async def mail_from(
+        self, sender: str, options: Sequence[str], *, seconds: float
+    ) -> aiosmtplib.SMTPResponse:
+        """What `SMTP.mail` sends and raises (SMTPSenderRefused unless 250)."""
+        await self._ehlo_or_helo_if_needed()
+        parameters = [option.encode("ascii") for option in options]
+        response = await self.execute_command(
+            b"MAIL", b"FROM:" + _quoted_sender(sender), *parameters, timeout=seconds
+        )
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+        return response
+
+    async def rcpt_to(self, recipient: str, *, seconds: float) -> aiosmtplib.SMTPResponse:
+        """What `SMTP.rcpt` sends and raises (SMTPRecipientRefused unless 250 or 251)."""
+        await self._ehlo_or_helo_if_needed()
+        response = await self.execute_command(b"RCPT", b"TO:" + _quoted(recipient), timeout=seconds)
+        if response.code not in (
+            aiosmtplib.SMTPStatus.completed,
+            aiosmtplib.SMTPStatus.will_forward,
+        ):
+            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+        return response
 
     async def send_data(
         self, message: bytes, *, seconds: float, crlf: bool = False
@@ -306,14 +356,14 @@ class Mailer:
         stage = "MAIL FROM"
         try:
             try:
-                await client.mail(sender, options=options, timeout=timeout)
+                await client.mail_from(sender, options, seconds=timeout)
             except _DISCONNECTS as exc:
                 if reused:
                     raise _StaleConnection from exc
                 raise
             stage = "RCPT TO"
             # One recipient per message: a refusal here is that recipient's own verdict.
-            await client.rcpt(recipient, timeout=timeout)
+            await client.rcpt_to(recipient, seconds=timeout)
             if not progress.may_start_data():
                 # Stalled past our lease (or rescued): starting DATA now could double-send.
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError):
