@@ -66,3 +66,46 @@ class TestMigrations:
         assert await _tables(url) == set(Base.metadata.tables)
         command.downgrade(_config(url), "base")
         assert await _tables(url) == set()
+
+    async def test_an_emails_text_is_stored_uncompressed_on_postgresql(self, pg: PgServer) -> None:
+        """0004: rows up to 8 KB are not TOAST-compressed (CPU on every send), after 0003 they
+        were; a long text still is."""
+        from sqlalchemy import text
+
+        url = pg.create_database(f"mig_{uuid.uuid4().hex[:8]}")
+
+        async def compression(body: str) -> str | None:
+            engine = create_async_engine(url)
+            async with engine.begin() as conn:
+                await conn.execute(text("DELETE FROM notifications"))
+                await conn.execute(text("DELETE FROM cancellations"))
+                cid, nid = uuid.uuid4(), uuid.uuid4()
+                await conn.execute(
+                    text(
+                        "INSERT INTO cancellations (id, source, event_id, order_id, reason,"
+                        " reference, occurred_at, received_at)"
+                        " VALUES (:id, 'test', 'e', 'o', 'other', :ref, now(), now())"
+                    ),
+                    {"id": cid, "ref": cid.hex[:20]},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO notifications (id, cancellation_id, kind, recipient, status,"
+                        " attempts, next_attempt_at, message_id, send_by, created_at, updated_at,"
+                        " body_text) VALUES (:id, :cid, 'k', 'a@b.c', 'sent', 1, now(), :mid,"
+                        " now(), now(), now(), :body)"
+                    ),
+                    {"id": nid, "cid": cid, "mid": f"<{nid}@t>", "body": body},
+                )
+                found = await conn.scalar(
+                    text("SELECT pg_column_compression(body_text) FROM notifications")
+                )
+            await engine.dispose()
+            return None if found is None else str(found)
+
+        email_text = "Your order #1001 has been cancelled. We are refunding 129,90 €.\n" * 33
+        run_migrations(url)
+        assert await compression(email_text) is None
+        assert await compression(email_text * 5) == "pglz"  # 10 KB: compressed as ever
+        command.downgrade(_config(url), "0003_beyond")
+        assert await compression(email_text) == "pglz"

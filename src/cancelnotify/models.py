@@ -31,6 +31,8 @@ _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
 class Cancellation(Base):
     """One received cancellation event, kept as the sender sent it."""
 
+    # On PostgreSQL, rows up to 8 KB are stored uncompressed (toast_tuple_target, migration 0004).
+
     __tablename__ = "cancellations"
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
@@ -58,6 +60,8 @@ class Cancellation(Base):
 
 class Notification(Base):
     """One email to send: the outbox row the dispatchers claim, with its state and lease."""
+
+    # On PostgreSQL, rows up to 8 KB are stored uncompressed (toast_tuple_target, migration 0004).
 
     __tablename__ = "notifications"
     __table_args__ = (
