@@ -569,6 +569,27 @@ class TestInlinedIncludes:
         ]
         assert template_frames[-1] == ("greeting.html", 2)
 
+    def test_an_error_in_a_subjects_partial_names_it_in_the_previews_context_too(
+        self, tmp_path: Path, make_event: MakeEvent
+    ) -> None:
+        email_dir = tmp_path / "email"
+        (email_dir / "partials").mkdir(parents=True)
+        (email_dir / "order_cancelled.subject").write_text(
+            "{% include 'email/partials/prefix.txt' %} {{ order_number }}\n"
+        )
+        (email_dir / "partials" / "prefix.txt").write_text("Order\n{{ order_prefix }}")
+        renderer = Renderer(make_settings(templates_dir=tmp_path))
+        with pytest.raises(jinja2.UndefinedError) as raised:
+            renderer.template_context(
+                make_event(), notification_id=NOTIFICATION_ID, reference=REFERENCE
+            )
+        template_frames = [
+            (Path(frame.filename).name, frame.lineno)
+            for frame in traceback.extract_tb(raised.value.__traceback__)
+            if not frame.filename.endswith(".py")
+        ]
+        assert template_frames[-1] == ("prefix.txt", 2)
+
 
 class TestCatalogs:
     def _messages(self, path: Path) -> dict[Any, Any]:

@@ -842,7 +842,20 @@ class Renderer:
 
         For previews ("the data used") and static checks; `render` stays the one path for mail.
         """
-        _, context = self._prepare(event, notification_id, reference, template, locale)
+        try:
+            _, context = self._prepare(event, notification_id, reference, template, locale)
+        except UnknownTemplateError:
+            raise
+        except Exception:  # the subject failed: raise it where the template author wrote it
+            if self._inline_includes:
+                self._written().template_context(
+                    event,
+                    notification_id=notification_id,
+                    reference=reference,
+                    template=template,
+                    locale=locale,
+                )
+            raise
         return context
 
     def render(
