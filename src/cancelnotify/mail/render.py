@@ -12,6 +12,7 @@ escape it (autoescape on); the text templates print it as is.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gettext
 import io
@@ -20,7 +21,7 @@ import re
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -842,20 +843,16 @@ class Renderer:
 
         For previews ("the data used") and static checks; `render` stays the one path for mail.
         """
-        try:
+        again = functools.partial(
+            Renderer.template_context,
+            event=event,
+            notification_id=notification_id,
+            reference=reference,
+            template=template,
+            locale=locale,
+        )
+        with self._raised_as_written(again):  # the subject failed
             _, context = self._prepare(event, notification_id, reference, template, locale)
-        except UnknownTemplateError:
-            raise
-        except Exception:  # the subject failed: raise it where the template author wrote it
-            if self._inline_includes:
-                self._written().template_context(
-                    event,
-                    notification_id=notification_id,
-                    reference=reference,
-                    template=template,
-                    locale=locale,
-                )
-            raise
         return context
 
     def render(
@@ -868,27 +865,36 @@ class Renderer:
         locale: str | None = None,
     ) -> RenderedEmail:
         """Render `template` for `event` in the customer's language (or `locale` when given)."""
-        try:
+        again = functools.partial(
+            Renderer.render,
+            event=event,
+            notification_id=notification_id,
+            reference=reference,
+            template=template,
+            locale=locale,
+        )
+        with self._raised_as_written(again):
             parts, context = self._prepare(event, notification_id, reference, template, locale)
             html = parts["html"].render(context)
             text = finish_text(parts["txt"].render(context))
-        except UnknownTemplateError:
-            raise
-        except Exception:
-            if self._inline_includes:  # raise it where the template author wrote it
-                self._written().render(
-                    event,
-                    notification_id=notification_id,
-                    reference=reference,
-                    template=template,
-                    locale=locale,
-                )
-            raise
         if not self._css.at_compile_time:
             html = self._inliner.inline(html)
         return RenderedEmail(
             subject=context["subject"], html=html, text=text, locale=context["lang"]
         )
+
+    @contextlib.contextmanager
+    def _raised_as_written(self, again: Callable[[Renderer], object]) -> Iterator[None]:
+        """A template error in the block is raised again from `again(renderer)` on `_written()`,
+        where it names the file the template author wrote (an unknown template as it is)."""
+        try:
+            yield
+        except UnknownTemplateError:
+            raise
+        except Exception:
+            if self._inline_includes:
+                again(self._written())
+            raise
 
     def _written(self) -> Renderer:
         """This renderer's templates with every include rendered as Jinja does, made on the
