@@ -481,6 +481,13 @@ class TestCompileTimeTranslation:
         assert render(renderer, make_event(), locale="de").subject == "Ihre Erstattung #1001"
 
 
+def failed_at(exc: BaseException) -> tuple[str, int | None]:
+    """The template file and line where `exc` was raised (Jinja rewrites template frames)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    last = [frame for frame in frames if not frame.filename.endswith(".py")][-1]
+    return Path(last.filename).name, last.lineno
+
+
 class TestInlinedIncludes:
     """Included templates compile into their includer: the same emails as Jinja's includes."""
 
@@ -562,12 +569,7 @@ class TestInlinedIncludes:
         renderer = Renderer(make_settings(templates_dir=tmp_path))
         with pytest.raises(jinja2.UndefinedError) as raised:
             render(renderer, make_event())
-        template_frames = [
-            (Path(frame.filename).name, frame.lineno)
-            for frame in traceback.extract_tb(raised.value.__traceback__)
-            if not frame.filename.endswith(".py")
-        ]
-        assert template_frames[-1] == ("greeting.html", 2)
+        assert failed_at(raised.value) == ("greeting.html", 2)
 
     def test_an_error_in_a_subjects_partial_names_it_in_the_previews_context_too(
         self, tmp_path: Path, make_event: MakeEvent
@@ -583,12 +585,7 @@ class TestInlinedIncludes:
             renderer.template_context(
                 make_event(), notification_id=NOTIFICATION_ID, reference=REFERENCE
             )
-        template_frames = [
-            (Path(frame.filename).name, frame.lineno)
-            for frame in traceback.extract_tb(raised.value.__traceback__)
-            if not frame.filename.endswith(".py")
-        ]
-        assert template_frames[-1] == ("prefix.txt", 2)
+        assert failed_at(raised.value) == ("prefix.txt", 2)
 
 
 class TestCatalogs:
